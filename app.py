@@ -1,0 +1,292 @@
+"""Application factory, extensions, configuration and CLI.
+
+Configuration comes from environment variables (SPEC F9); `create_app(overrides)` lets
+tests and tools replace any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from flask import Flask, g, request
+from flask_login import LoginManager
+from flask_mail import Mail
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import MetaData
+
+# Named constraints so Alembic can alter them on SQLite and PostgreSQL alike.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+migrate = Migrate()
+login_manager = LoginManager()
+mail = Mail()
+csrf = CSRFProtect()
+
+ROOT = Path(__file__).resolve().parent
+log = logging.getLogger("app")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_config(instance_path: str) -> dict:
+    """Read the configuration from the environment (names in SPEC "Stable names")."""
+    base_url = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    secret = os.environ.get("SECRET_KEY")
+    if not secret:
+        # A stable per-instance key so a dev restart keeps sessions; production sets one.
+        key_file = Path(instance_path) / "secret_key"
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        secret = key_file.read_text().strip()
+    db_url = os.environ.get("DATABASE_URL") or f"sqlite:///{Path(instance_path) / 'app.db'}"
+    if db_url.startswith("postgres://"):
+        db_url = "postgresql://" + db_url.removeprefix("postgres://")
+    if db_url.startswith("postgresql://"):
+        db_url = "postgresql+psycopg://" + db_url.removeprefix("postgresql://")
+    mail_server = os.environ.get("MAIL_SERVER") or None
+    return {
+        "SECRET_KEY": secret,
+        "BASE_URL": base_url,
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "MAIL_SERVER": mail_server,
+        "MAIL_PORT": int(os.environ.get("MAIL_PORT", "25")),
+        "MAIL_USE_TLS": _env_bool("MAIL_USE_TLS", False),
+        "MAIL_USE_SSL": _env_bool("MAIL_USE_SSL", False),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "identity@localhost"),
+        # "host" or "host:port", comma separated; empty means the system resolver.
+        "DNS_NAMESERVERS": [
+            s.strip() for s in os.environ.get("DNS_NAMESERVERS", "").split(",") if s.strip()
+        ],
+        "DNS_TIMEOUT": float(os.environ.get("DNS_TIMEOUT", "5")),
+        "SCHEDULER_ENABLED": _env_bool("SCHEDULER_ENABLED", False),
+        "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", base_url.startswith("https:")),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", base_url.startswith("https:")),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # argon2id cost; tests lower it, production keeps the library's RFC 9106 defaults.
+        "ARGON2_TIME_COST": int(os.environ.get("ARGON2_TIME_COST", "3")),
+        "ARGON2_MEMORY_COST": int(os.environ.get("ARGON2_MEMORY_COST", "65536")),
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
+        "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,
+        "LOGIN_LOCKOUT_SECONDS": 15 * 60,
+        "RESET_TOKEN_SECONDS": 60 * 60,
+        "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
+        "HTMX_SRI": "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg",
+    }
+
+
+class RequestIdFilter(logging.Filter):
+    """Put the current request id on every log record (SPEC F9)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.request_id = g.get("request_id", "-")
+        except RuntimeError:  # outside a request or app context
+            record.request_id = "-"
+        return True
+
+
+def _configure_logging(app: Flask) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+    )
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if not app.testing else logging.WARNING)
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def _install_request_hooks(app: Flask) -> None:
+    csp = (
+        "default-src 'self'; script-src 'self' https://unpkg.com; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+
+    @app.before_request
+    def assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        ok = 0 < len(incoming) <= 64 and all(c.isalnum() or c in "-_." for c in incoming)
+        g.request_id = incoming if ok else uuid.uuid4().hex
+
+    @app.after_request
+    def security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy", csp)
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        return response
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build the application; `overrides` replace environment configuration."""
+    app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or None)
+    app.config.update(load_config(app.instance_path))
+    if overrides:
+        app.config.update(overrides)
+
+    _configure_logging(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    mail.init_app(app)
+    csrf.init_app(app)
+
+    import models  # noqa: F401  (registers the tables on db.metadata)
+    from blueprints import register_blueprints
+
+    register_blueprints(app)
+    _install_request_hooks(app)
+    app.cli.add_command(jobs_cli)
+    app.cli.add_command(seed_demo_command)
+
+    @app.context_processor
+    def inject_now():
+        return {"now": datetime.now(UTC)}
+
+    if app.config["SCHEDULER_ENABLED"] and not app.testing:
+        start_scheduler(app)
+    return app
+
+
+# --- Scheduled jobs (SPEC F8) -------------------------------------------------------------
+# name -> (callable path, APScheduler trigger arguments, lease TTL in seconds).
+# Each callable is a plain function of `now`; the lease makes one process run it at a time.
+JOBS: dict[str, tuple[str, dict, int]] = {
+    "deliver-outbox": (
+        "blueprints.common.outbox:deliver_due",
+        {"trigger": "interval", "seconds": 30},
+        600,
+    ),
+    "recheck-domains": (
+        "blueprints.domains.jobs:recheck_verified",
+        {"trigger": "cron", "hour": 3, "minute": 17},
+        3600,
+    ),
+}
+
+
+def _job_function(name: str):
+    import importlib
+
+    module_name, func_name = JOBS[name][0].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def run_job(app: Flask, name: str, now: datetime | None = None):
+    """Run job `name` once under its lease; returns its result, or None if another
+    process holds the lease."""
+    from datetime import timedelta
+
+    from blueprints.common import lease
+
+    with app.app_context():
+        holder = lease.new_holder()
+        if not lease.acquire(name, holder, timedelta(seconds=JOBS[name][2])):
+            log.info("job %s skipped: another process holds its lease", name)
+            return None
+        error = None
+        try:
+            return _job_function(name)(now or datetime.now(UTC))
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            db.session.rollback()
+            raise
+        finally:
+            lease.release(name, holder, error)
+
+
+def start_scheduler(app: Flask):
+    """Start APScheduler in this process; every job goes through `run_job`'s lease."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
+    for name, (_path, trigger, _ttl) in JOBS.items():
+
+        def tick(name=name):
+            try:
+                run_job(app, name)
+            except Exception:
+                log.exception("job %s failed", name)
+
+        scheduler.add_job(tick, id=name, max_instances=1, **trigger)
+    scheduler.start()
+    app.extensions["scheduler"] = scheduler
+    return scheduler
+
+
+@click.group("jobs")
+def jobs_cli() -> None:
+    """Scheduled jobs, one run at a time (for cron)."""
+
+
+@jobs_cli.command("list")
+def jobs_list() -> None:
+    """List the job names."""
+    for name in JOBS:
+        click.echo(name)
+
+
+@jobs_cli.command("run")
+@click.argument("name", type=click.Choice(sorted(JOBS)))
+def jobs_run(name: str) -> None:
+    """Run job NAME once."""
+    from flask import current_app
+
+    result = run_job(current_app._get_current_object(), name)
+    if result is None:
+        click.echo(f"{name}: skipped, another process is running it")
+    else:
+        click.echo(f"{name}: {result}")
+
+
+@click.command("seed-demo")
+def seed_demo_command() -> None:
+    """Create (or refresh) the demo account and print its owner's sign-in."""
+    from blueprints.common.demo import seed_demo
+
+    for key, value in seed_demo().items():
+        click.echo(f"{key}={value}")

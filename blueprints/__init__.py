@@ -1,0 +1,21 @@
+"""Blueprint registration: one blueprint per package, named after it."""
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from blueprints.auth.routes import bp as auth_bp
+    from blueprints.common.errors import register_error_handlers
+    from blueprints.dashboard.routes import bp as dashboard_bp
+    from blueprints.domains.routes import bp as domains_bp
+    from blueprints.members.routes import bp as members_bp
+    from blueprints.scim_settings.routes import bp as scim_settings_bp
+    from blueprints.sso.routes import bp as sso_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(dashboard_bp)
+    app.register_blueprint(domains_bp)
+    app.register_blueprint(sso_bp)
+    app.register_blueprint(scim_settings_bp)
+    app.register_blueprint(members_bp)
+    register_error_handlers(app)

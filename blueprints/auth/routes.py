@@ -1,0 +1,140 @@
+"""Sign-in, sign-out and passphrase pages (SPEC F1)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from app import db
+from blueprints.auth import services
+from blueprints.auth.forms import ChangePassphraseForm, ForgotForm, NewPassphraseForm, SignInForm
+from blueprints.common.auth import safe_next
+from blueprints.common.passphrases import passphrase_problem
+from models import utcnow
+
+bp = Blueprint("auth", __name__)
+
+# Endpoints a user who must change an initial passphrase may still reach.
+_OPEN_WHILE_CHANGE_REQUIRED = {"auth.change_passphrase", "auth.logout", "static", "healthz"}
+
+
+@bp.before_app_request
+def require_passphrase_change():
+    """A user holding an initial passphrase changes it before anything else (SPEC F1)."""
+    if (
+        current_user.is_authenticated
+        and current_user.must_change_passphrase
+        and request.endpoint not in _OPEN_WHILE_CHANGE_REQUIRED
+    ):
+        return redirect(url_for("auth.change_passphrase", next=safe_next(request.full_path)))
+    return None
+
+
+def _land(next_url: str | None):
+    return redirect(safe_next(next_url) or url_for("dashboard.index"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Email + passphrase sign-in with lock-out after repeated failures."""
+    form = SignInForm(next=request.args.get("next", ""))
+    if current_user.is_authenticated and request.method == "GET":
+        return _land(form.next.data)
+    status = 200
+    if form.validate_on_submit():
+        result = services.sign_in(
+            db.session, form.email.data, form.passphrase.data, request.remote_addr, utcnow()
+        )
+        if result.user is not None:
+            session.clear()
+            login_user(result.user)
+            if result.user.must_change_passphrase:
+                return redirect(url_for("auth.change_passphrase", next=safe_next(form.next.data)))
+            return _land(form.next.data)
+        if result.locked_until:
+            minutes = max(1, round((result.locked_until - utcnow()).total_seconds() / 60))
+            form.form_errors.append(
+                f"Too many failed sign-ins. Try again in {minutes} minute"
+                f"{'s' if minutes != 1 else ''}, or reset your passphrase."
+            )
+            status = 429
+        else:
+            form.form_errors.append(result.error)
+            status = 401
+    elif request.method == "POST":
+        status = 422
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    """POST signs out; GET asks first, so a link elsewhere cannot sign anyone out."""
+    if request.method == "POST":
+        logout_user()
+        session.clear()
+        flash("You are signed out.", "info")
+        return redirect(url_for("auth.login"))
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    return render_template("auth/logout.html")
+
+
+@bp.route("/passphrase/forgot", methods=["GET", "POST"])
+def forgot_passphrase():
+    """Email a single-use reset link; the answer never tells whether the address exists."""
+    form = ForgotForm()
+    if form.validate_on_submit():
+        services.start_reset(db.session, form.email.data, utcnow())
+        return render_template("auth/forgot_sent.html", email=form.email.data)
+    return render_template("auth/forgot.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/passphrase/reset/<token>", methods=["GET", "POST"])
+def reset_passphrase(token: str):
+    """Set a new passphrase from an emailed link; ends the user's other sessions."""
+    reset = services.reset_for_token(db.session, token, utcnow())
+    if reset is None:
+        return render_template("auth/reset_invalid.html"), 410
+    form = NewPassphraseForm()
+    if form.validate_on_submit():
+        problem = passphrase_problem(form.passphrase.data, reset.user.email)
+        if problem is None:
+            user = services.complete_reset(db.session, reset, form.passphrase.data, utcnow())
+            if user is None:
+                return render_template("auth/reset_invalid.html"), 410
+            logout_user()
+            session.clear()
+            login_user(user)
+            flash("Your passphrase is changed. Other sessions have been signed out.", "success")
+            return redirect(url_for("dashboard.index"))
+        form.passphrase.errors.append(problem)
+    status = 422 if form.errors else 200
+    return render_template("auth/reset.html", form=form, token=token), status
+
+
+@bp.route("/passphrase/change", methods=["GET", "POST"])
+@login_required
+def change_passphrase():
+    """Change the passphrase (required after an initial one); ends other sessions."""
+    form = ChangePassphraseForm()
+    if form.validate_on_submit():
+        problem = services.confirm_passphrase(
+            db.session, current_user, form.current.data, request.remote_addr, utcnow()
+        )
+        if problem:
+            form.current.errors.append(problem)
+        elif form.current.data == form.passphrase.data:
+            form.passphrase.errors.append("Choose a passphrase different from the current one.")
+        elif problem := passphrase_problem(form.passphrase.data, current_user.email):
+            form.passphrase.errors.append(problem)
+        else:
+            services.set_passphrase(db.session, current_user, form.passphrase.data)
+            services.audit.record(
+                db.session, "user.passphrase_changed", actor_user_id=current_user.id
+            )
+            db.session.commit()
+            login_user(current_user)  # re-issue this session under the new generation
+            flash("Your passphrase is changed. Other sessions have been signed out.", "success")
+            return _land(request.args.get("next"))
+    status = 422 if form.errors else 200
+    return render_template("auth/change.html", form=form), status

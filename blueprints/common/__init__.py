@@ -1,0 +1,1 @@
+"""Shared, route-less helpers used by several blueprints."""

@@ -1,0 +1,61 @@
+"""Database leases so each scheduled job runs in one process at a time (SPEC F8).
+
+A lease is one row per job name. Taking it is a single guarded UPDATE, which the database
+serialises, so whichever process's UPDATE matches first runs the job; the others skip.
+A lease that outlives its TTL (a crashed worker) can be taken over.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app import db
+from models import JobLease, utcnow
+
+
+def new_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire(name: str, holder: str, ttl: timedelta) -> bool:
+    """Take the lease for `name` until now + `ttl`; False if another holder has it."""
+    now = utcnow()
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(JobLease).values(name=name, runs=0).on_conflict_do_nothing(index_elements=["name"])
+    )
+    table = JobLease.__table__
+    result = db.session.execute(
+        update(table)
+        .where(
+            table.c.name == name,
+            or_(table.c.holder.is_(None), table.c.expires_at <= now),
+        )
+        .values(holder=holder, expires_at=now + ttl, last_started_at=now)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def release(name: str, holder: str, error: str | None = None) -> None:
+    """Give the lease back and record how the run ended."""
+    table = JobLease.__table__
+    db.session.execute(
+        update(table)
+        .where(table.c.name == name, table.c.holder == holder)
+        .values(
+            holder=None,
+            expires_at=None,
+            last_finished_at=utcnow(),
+            last_error=error,
+            runs=table.c.runs + 1,
+        )
+    )
+    db.session.commit()

@@ -1,0 +1,145 @@
+"""The durable email outbox (SPEC F7).
+
+`enqueue` adds the email to the caller's session, so it commits (or rolls back) with the
+change that causes it. `deliver_due` is the job: it claims each due row with a guarded
+UPDATE before sending, so two processes never send the same email, and it reschedules
+failures with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timedelta
+
+from flask import current_app, render_template
+from flask_mail import Message
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app import db, mail
+from models import OutboxEmail, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+CLAIM_SECONDS = 300
+BACKOFF_CAP = timedelta(hours=6)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before attempt `attempts + 1`: 1, 2, 4 … minutes, capped at six hours."""
+    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+
+
+def enqueue(
+    session,
+    to: str,
+    subject: str,
+    template: str,
+    *,
+    dedupe_key: str | None = None,
+    now: datetime | None = None,
+    **context,
+) -> bool:
+    """Queue `emails/<template>.txt` (+ `.html`) for `to`; False if `dedupe_key` was used."""
+    at = now or utcnow()
+    values = {
+        "to_addr": to,
+        "subject": subject,
+        "body_text": render_template(f"emails/{template}.txt", **context),
+        "body_html": render_template(f"emails/{template}.html", **context),
+        "dedupe_key": dedupe_key,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "created_at": at,
+    }
+    if dedupe_key is None:
+        session.add(OutboxEmail(**values))
+        return True
+    # INSERT … ON CONFLICT DO NOTHING: the unique key decides, even across processes.
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert(OutboxEmail).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def _send(email: OutboxEmail) -> None:
+    if not current_app.config.get("MAIL_SERVER"):
+        # No SMTP configured (the run command's default): show the email to the developer.
+        print(
+            f"\n----- email to {email.to_addr} -----\nSubject: {email.subject}\n\n"
+            f"{email.body_text}\n----- end of email -----",
+            file=sys.stdout,
+            flush=True,
+        )
+        return
+    mail.send(
+        Message(
+            subject=email.subject,
+            recipients=[email.to_addr],
+            body=email.body_text,
+            html=email.body_html,
+            sender=current_app.config["MAIL_DEFAULT_SENDER"],
+        )
+    )
+
+
+def _claim(email_id: int, now: datetime) -> bool:
+    """Take one row for this process; False when another process has it or it is done."""
+    table = OutboxEmail.__table__
+    result = db.session.execute(
+        update(table)
+        .where(
+            table.c.id == email_id,
+            table.c.sent_at.is_(None),
+            table.c.failed_at.is_(None),
+            or_(table.c.claimed_until.is_(None), table.c.claimed_until <= now),
+        )
+        .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def deliver_due(now: datetime, limit: int = 100) -> dict[str, int]:
+    """Send the emails that are due at `now`; returns counts of sent, retried, failed."""
+    counts = {"sent": 0, "retried": 0, "failed": 0}
+    due_ids = db.session.scalars(
+        select(OutboxEmail.id)
+        .where(
+            OutboxEmail.sent_at.is_(None),
+            OutboxEmail.failed_at.is_(None),
+            OutboxEmail.next_attempt_at <= now,
+            or_(OutboxEmail.claimed_until.is_(None), OutboxEmail.claimed_until <= now),
+        )
+        .order_by(OutboxEmail.id)
+        .limit(limit)
+    ).all()
+    for email_id in due_ids:
+        if not _claim(email_id, now):
+            continue
+        email = db.session.get(OutboxEmail, email_id)
+        email.attempts += 1
+        try:
+            _send(email)
+        except Exception as exc:  # SMTP errors come in many types; all mean "try later"
+            email.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            email.claimed_until = None
+            if email.attempts >= MAX_ATTEMPTS:
+                email.failed_at = now
+                counts["failed"] += 1
+                log.error("email %s given up after %s attempts", email.id, email.attempts)
+            else:
+                email.next_attempt_at = now + backoff(email.attempts)
+                counts["retried"] += 1
+                log.warning("email %s not delivered, retrying: %s", email.id, email.last_error)
+        else:
+            email.sent_at = now
+            email.claimed_until = None
+            email.last_error = None
+            counts["sent"] += 1
+        db.session.commit()
+    return counts

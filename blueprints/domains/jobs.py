@@ -1,0 +1,104 @@
+"""Daily re-check of verified domains (SPEC F2, F8)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import db
+from blueprints.common import audit, outbox
+from blueprints.common.urls import absolute_url
+from blueprints.domains import services
+from models import Domain, Membership, User
+
+# How long a verified domain may miss its record before it stops counting as verified.
+LOST_GRACE = timedelta(days=7)
+
+
+def _owner_emails(session, account_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(User.email)
+            .join(Membership, Membership.user_id == User.id)
+            .where(
+                Membership.account_id == account_id,
+                Membership.active.is_(True),
+                Membership.role.in_(("owner", "co-owner")),
+            )
+        )
+    )
+
+
+def _warn(session, domain: Domain, kind: str, now: datetime) -> None:
+    subject = {
+        "lost": f"DNS record for {domain.name} is missing",
+        "revoked": f"{domain.name} is no longer verified",
+    }[kind]
+    for email in _owner_emails(session, domain.account_id):
+        outbox.enqueue(
+            session,
+            email,
+            subject,
+            f"domain_{kind}",
+            dedupe_key=f"domain-{kind}:{domain.id}:{email.lower()}:{now.date().isoformat()}",
+            now=now,
+            domain=services.display_name(domain.name),
+            record_name=services.record_name(domain),
+            record_value=services.record_value(domain),
+            reason=services.REASONS.get(domain.failure_reason or "", ""),
+            days=LOST_GRACE.days,
+            link=absolute_url("domains.index"),
+        )
+
+
+def recheck_verified(now: datetime) -> dict[str, int]:
+    """Look up every verified domain's record again.
+
+    A definite "not there" (missing, wrong value, no such domain) starts a grace period and
+    warns the owners; after `LOST_GRACE` the domain goes back to failed. A lookup that could
+    not finish (timeout, server error) changes nothing: DNS hiccups are not lost records.
+    """
+    cfg = current_app.config
+    counts = {"checked": 0, "ok": 0, "lost": 0, "revoked": 0, "inconclusive": 0}
+    ids = db.session.scalars(
+        select(Domain.id).where(Domain.status == "verified").order_by(Domain.id)
+    ).all()
+    for domain_id in ids:
+        domain = db.session.get(Domain, domain_id)
+        if domain is None or domain.status != "verified":
+            continue
+        counts["checked"] += 1
+        result = services.lookup_txt(
+            services.record_name(domain),
+            services.record_value(domain),
+            cfg["DNS_NAMESERVERS"],
+            cfg["DNS_TIMEOUT"],
+        )
+        if result.ok:
+            domain.checked_at, domain.lost_since, domain.failure_reason = now, None, None
+            counts["ok"] += 1
+        elif result.reason not in services.DEFINITE:
+            counts["inconclusive"] += 1
+        else:
+            domain.checked_at, domain.failure_reason = now, result.reason
+            if domain.lost_since is None:
+                domain.lost_since = now
+                _warn(db.session, domain, "lost", now)
+                counts["lost"] += 1
+            elif now - domain.lost_since >= LOST_GRACE:
+                domain.status, domain.verified_at = "failed", None
+                _warn(db.session, domain, "revoked", now)
+                audit.record(
+                    db.session,
+                    "domain.verification_lost",
+                    account_id=domain.account_id,
+                    target=domain.name,
+                    detail={"reason": result.reason},
+                )
+                counts["revoked"] += 1
+            else:
+                counts["lost"] += 1
+        db.session.commit()
+    return counts

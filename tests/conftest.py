@@ -1,0 +1,217 @@
+"""Fixtures shared by every test (flaskr style).
+
+The database is real: a throwaway SQLite file by default, or, with TEST_DATABASE=postgresql,
+a scratch PostgreSQL database on 127.0.0.1:5432 created for this run and dropped after it.
+Either way the schema comes from the Alembic migrations, so they are tested too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from tests import factories
+
+# Keep the app's instance folder (its dev secret key, the dev database) out of the checkout.
+os.environ.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="identity-test-"))
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+CSRF_INPUT = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _postgres_url() -> Iterator[str]:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL does not answer at 127.0.0.1:5432 ({type(exc).__name__})")
+    name = f"scim_test_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    """A migrated, empty database for this test run."""
+    if os.environ.get("TEST_DATABASE", "sqlite") == "postgresql":
+        gen = _postgres_url()
+        url = next(gen)
+    else:
+        gen, url = None, f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    migrator = create_app(_test_config(url))
+    with migrator.app_context():
+        upgrade()
+        from app import db
+
+        db.engine.dispose()
+    yield url
+    if gen is not None:
+        with pytest.raises(StopIteration):
+            next(gen)
+
+
+def _test_config(url: str) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": url,
+        "BASE_URL": "http://localhost",
+        "MAIL_SERVER": None,
+        "MAIL_SUPPRESS_SEND": False,
+        "SCHEDULER_ENABLED": False,
+        "DNS_NAMESERVERS": ["127.0.0.1:9"],  # nothing answers unless a test starts a server
+        "DNS_TIMEOUT": 1.0,
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_COST": 1024,
+    }
+
+
+class Client(FlaskClient):
+    """A test client that sends a valid CSRF token with every unsafe request, as the
+    pages do, unless the test passes `csrf=False` to see the protection work."""
+
+    def open(self, *args, **kwargs):
+        csrf = kwargs.pop("csrf", True)
+        method = kwargs.get("method", "GET").upper()
+        if csrf and method in {"POST", "PUT", "PATCH", "DELETE"}:
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("X-CSRFToken", self.csrf_token())
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+    def csrf_token(self) -> str:
+        """The token a page rendered for this client's session right now."""
+        page = super().open("/passphrase/forgot", follow_redirects=True)
+        match = CSRF_INPUT.search(page.get_data(as_text=True))
+        assert match, "no CSRF token on the page"
+        return match.group(1)
+
+
+@pytest.fixture
+def config_overrides() -> dict:
+    """Folder conftests override this to change the app's configuration."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, config_overrides):
+    from app import create_app, db
+
+    flask_app = create_app(_test_config(database_url) | config_overrides)
+    flask_app.test_client_class = Client
+    flask_app.jinja_env.undefined = __import__("jinja2").StrictUndefined
+    with flask_app.app_context():
+        yield flask_app
+        db.session.remove()
+        _empty_tables(db)
+        db.engine.dispose()
+
+
+def _empty_tables(db) -> None:
+    tables = list(reversed(db.metadata.sorted_tables))
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def session(app):
+    from app import db
+
+    return db.session
+
+
+@pytest.fixture
+def client(app) -> Client:
+    return app.test_client()
+
+
+@pytest.fixture
+def htmx(client):
+    """Headers htmx sends with its requests."""
+    return {"HX-Request": "true", "HX-Current-URL": "http://localhost/enterprise/domains"}
+
+
+@pytest.fixture
+def account(session):
+    return factories.make_account(session)
+
+
+@pytest.fixture
+def owner(session, account):
+    return factories.make_user(session, account=account, email="owner@example.com", role="owner")
+
+
+@pytest.fixture
+def login_as(client):
+    """Sign `user` in through the real sign-in form."""
+
+    def sign_in(user, passphrase: str = factories.PASSPHRASE, follow_redirects=False):
+        response = client.post(
+            "/login",
+            data={"email": user.email, "passphrase": passphrase},
+            follow_redirects=follow_redirects,
+        )
+        assert response.status_code in (200, 302), response.get_data(as_text=True)
+        return response
+
+    return sign_in
+
+
+@pytest.fixture
+def smtp_server(app):
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives; the app's
+    MAIL_SERVER/MAIL_PORT point at it."""
+    from aiosmtpd.controller import Controller
+
+    class Keep:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope)
+            return "250 OK"
+
+    handler = Keep()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port)
+    from app import mail
+
+    mail.init_app(app)
+    try:
+        yield handler
+    finally:
+        controller.stop()
