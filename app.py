@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("app")
 
 
-def _env_bool(name: str, default: bool) -> bool:
+def _env_bool(name: str, default: bool | None) -> bool | None:
     value = os.environ.get(name)
     if value is None:
         return default
@@ -85,10 +85,11 @@ def load_config(instance_path: str) -> dict:
         ],
         "DNS_TIMEOUT": float(os.environ.get("DNS_TIMEOUT", "5")),
         "SCHEDULER_ENABLED": _env_bool("SCHEDULER_ENABLED", False),
-        "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", base_url.startswith("https:")),
+        # None: decided from BASE_URL in create_app, after overrides (https → Secure).
+        "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", None),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", base_url.startswith("https:")),
+        "REMEMBER_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", None),
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
@@ -100,6 +101,7 @@ def load_config(instance_path: str) -> dict:
         "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,
         "LOGIN_LOCKOUT_SECONDS": 15 * 60,
         "RESET_TOKEN_SECONDS": 60 * 60,
+        "RESET_EMAILS_PER_HOUR": 3,
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
         "HTMX_SRI": "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg",
     }
@@ -126,6 +128,8 @@ def _configure_logging(app: Flask) -> None:
     if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
         root.addHandler(handler)
     root.setLevel(logging.INFO if not app.testing else logging.WARNING)
+    # APScheduler logs every run at INFO (every 30 s for the outbox); keep its warnings.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 SECURITY_HEADERS = {
@@ -147,7 +151,9 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-Id", "")
-        ok = 0 < len(incoming) <= 64 and all(c.isalnum() or c in "-_." for c in incoming)
+        ok = 0 < len(incoming) <= 64 and all(
+            (c.isascii() and c.isalnum()) or c in "-_." for c in incoming
+        )
         g.request_id = incoming if ok else uuid.uuid4().hex
 
     @app.after_request
@@ -167,6 +173,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(load_config(app.instance_path))
     if overrides:
         app.config.update(overrides)
+    for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+        if app.config.get(key) is None:
+            app.config[key] = app.config["BASE_URL"].startswith("https:")
 
     _configure_logging(app)
     db.init_app(app)
@@ -218,7 +227,8 @@ def _job_function(name: str):
 
 def run_job(app: Flask, name: str, now: datetime | None = None):
     """Run job `name` once under its lease; returns its result, or None if another
-    process holds the lease."""
+    process holds the lease. `now` is the job's notion of time (tests pass it); the
+    lease itself always runs on the wall clock, since it guards real processes."""
     from datetime import timedelta
 
     from blueprints.common import lease
@@ -252,7 +262,7 @@ def start_scheduler(app: Flask):
             except Exception:
                 log.exception("job %s failed", name)
 
-        scheduler.add_job(tick, id=name, max_instances=1, **trigger)
+        scheduler.add_job(tick, id=name, name=name, max_instances=1, **trigger)
     scheduler.start()
     app.extensions["scheduler"] = scheduler
     return scheduler
@@ -279,6 +289,8 @@ def jobs_run(name: str) -> None:
     result = run_job(current_app._get_current_object(), name)
     if result is None:
         click.echo(f"{name}: skipped, another process is running it")
+    elif isinstance(result, dict):
+        click.echo(f"{name}: " + " ".join(f"{key}={value}" for key, value in result.items()))
     else:
         click.echo(f"{name}: {result}")
 

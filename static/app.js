@@ -26,9 +26,4 @@ function selectText(node) {
   selection.addRange(range);
 }
 
-// Confirm dialogs and focus: after a swap, focus the first field of a swapped-in form.
-document.addEventListener("htmx:afterSwap", function (event) {
-  var field = event.detail.target && event.detail.target.querySelector &&
-    event.detail.target.querySelector("form input:not([type=hidden])");
-  if (field && event.detail.target.hasAttribute("data-autofocus")) field.focus();
-});
+// Focus after a swap needs no code here: htmx focuses the `autofocus` field of new content.

@@ -96,7 +96,18 @@ def _test_config(url: str) -> dict:
 
 class Client(FlaskClient):
     """A test client that sends a valid CSRF token with every unsafe request, as the
-    pages do, unless the test passes `csrf=False` to see the protection work."""
+    pages do, unless the test passes `csrf=False` to see the protection work.
+
+    Each request runs in its own application context, as in production: the `app`
+    fixture keeps one context pushed for the test, and Flask would otherwise reuse it, so
+    `g` (Flask-Login's user, the CSRF token, the membership) would leak between requests
+    and clients. Requests use their own database session too: read what a request wrote
+    after `session.expire_all()`.
+    """
+
+    def run_wsgi_app(self, environ, buffered=False):
+        with self.application.app_context():
+            return super().run_wsgi_app(environ, buffered=buffered)
 
     def open(self, *args, **kwargs):
         csrf = kwargs.pop("csrf", True)

@@ -2,20 +2,33 @@
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from blueprints.common.passphrases import MAX_LENGTH
 
 
+def no_control_characters(form, field) -> None:
+    """Refuse NUL and other control characters: PostgreSQL rejects NUL in text, so one
+    typed (or forged) into an email would otherwise fail the query instead of the form."""
+    if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
+        raise ValidationError("Enter a valid email address.")
+
+
 class SignInForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320), no_control_characters])
     passphrase = PasswordField("Passphrase", validators=[DataRequired(), Length(max=MAX_LENGTH)])
     next = HiddenField()
 
 
 class ForgotForm(FlaskForm):
     email = EmailField(
-        "Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=320)]
+        "Email",
+        validators=[
+            DataRequired(),
+            no_control_characters,
+            Email(check_deliverability=False),
+            Length(max=320),
+        ],
     )
 
 

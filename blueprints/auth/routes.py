@@ -26,7 +26,9 @@ def require_passphrase_change():
         and current_user.must_change_passphrase
         and request.endpoint not in _OPEN_WHILE_CHANGE_REQUIRED
     ):
-        return redirect(url_for("auth.change_passphrase", next=safe_next(request.full_path)))
+        return redirect(
+            url_for("auth.change_passphrase", next=safe_next(request.full_path.rstrip("?")))
+        )
     return None
 
 
@@ -133,7 +135,8 @@ def change_passphrase():
                 db.session, "user.passphrase_changed", actor_user_id=current_user.id
             )
             db.session.commit()
-            login_user(current_user)  # re-issue this session under the new generation
+            # Re-issue this session under the new generation (the user, not the proxy).
+            login_user(current_user._get_current_object())
             flash("Your passphrase is changed. Other sessions have been signed out.", "success")
             return _land(request.args.get("next"))
     status = 422 if form.errors else 200

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 
 from blueprints.common import audit, outbox
 from blueprints.common.passphrases import hash_passphrase, verify_passphrase
+from blueprints.common.sql import insert_or_ignore
 from blueprints.common.urls import absolute_url
 from models import LoginThrottle, Membership, PassphraseReset, User
 
@@ -49,23 +50,34 @@ def locked_until(session, email: str, remote_addr: str | None, now: datetime) ->
 
 
 def _record_failure(session, email: str, remote_addr: str | None, now: datetime) -> None:
+    """Count one failure on each key, locking a key that reaches its limit.
+
+    Parallel failures (a guessing run sends many at once) must all count: the row is
+    created with INSERT … ON CONFLICT DO NOTHING and counted with UPDATEs the database
+    serialises, never read in Python and written back."""
     window = timedelta(seconds=current_app.config["LOGIN_LOCKOUT_SECONDS"])
+    table = LoginThrottle.__table__
     for key, limit in _throttle_keys(email, remote_addr):
-        row = session.get(LoginThrottle, key)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, window_start=now)
-            session.add(row)
-        if row.window_start + window <= now:
-            row.failures, row.window_start = 0, now
-        row.failures += 1
-        if row.failures >= limit:
-            row.locked_until, row.failures, row.window_start = now + window, 0, now
+        insert_or_ignore(session, table, {"key": key, "failures": 0, "window_start": now}, ["key"])
+        # A window that is over starts again from zero.
+        session.execute(
+            update(table)
+            .where(table.c.key == key, table.c.window_start <= now - window)
+            .values(failures=0, window_start=now)
+        )
+        session.execute(
+            update(table).where(table.c.key == key).values(failures=table.c.failures + 1)
+        )
+        session.execute(
+            update(table)
+            .where(table.c.key == key, table.c.failures >= limit)
+            .values(locked_until=now + window, failures=0, window_start=now)
+        )
 
 
 def _clear_account_failures(session, email: str) -> None:
-    row = session.get(LoginThrottle, f"account:{email_key(email)}"[:400])
-    if row is not None:
-        session.delete(row)
+    table = LoginThrottle.__table__
+    session.execute(delete(table).where(table.c.key == f"account:{email_key(email)}"[:400]))
 
 
 @dataclass
@@ -149,14 +161,29 @@ def _token_hash(token: str) -> str:
 
 
 def start_reset(session, email: str, now: datetime) -> None:
-    """Email a single-use reset link if the address is known; say nothing either way."""
+    """Email a single-use reset link if the address is known; say nothing either way.
+
+    At most RESET_EMAILS_PER_HOUR links a user per hour, so nobody can flood an inbox."""
     user = find_user(session, email)
     if user is None:
         return
-    token = secrets.token_urlsafe(32)
     lifetime = timedelta(seconds=current_app.config["RESET_TOKEN_SECONDS"])
+    recent = session.scalar(
+        select(func.count(PassphraseReset.id)).where(
+            PassphraseReset.user_id == user.id,
+            PassphraseReset.created_at > now - timedelta(hours=1),
+        )
+    )
+    if recent >= current_app.config["RESET_EMAILS_PER_HOUR"]:
+        return
+    token = secrets.token_urlsafe(32)
     session.add(
-        PassphraseReset(user_id=user.id, token_hash=_token_hash(token), expires_at=now + lifetime)
+        PassphraseReset(
+            user_id=user.id,
+            token_hash=_token_hash(token),
+            expires_at=now + lifetime,
+            created_at=now,
+        )
     )
     outbox.enqueue(
         session,
@@ -202,6 +229,8 @@ def complete_reset(
     )
     user = reset.user
     set_passphrase(session, user, new_passphrase)
+    # Whoever reads the mailbox is the owner: lift the lock the sign-in page pointed here.
+    _clear_account_failures(session, user.email)
     audit.record(session, "user.passphrase_reset", actor_user_id=user.id)
     session.commit()
     return user

@@ -41,7 +41,7 @@ def safe_next(target: str | None) -> str | None:
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or any(c in target for c in "\r\n\t"):
+    if parts.scheme or parts.netloc or any(ord(c) < 32 or ord(c) == 127 for c in target):
         return None
     return target
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app import db
+from blueprints.common.sql import insert_or_ignore
 from models import JobLease, utcnow
 
 
@@ -24,13 +23,10 @@ def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def acquire(name: str, holder: str, ttl: timedelta) -> bool:
+def acquire(name: str, holder: str, ttl: timedelta, now: datetime | None = None) -> bool:
     """Take the lease for `name` until now + `ttl`; False if another holder has it."""
-    now = utcnow()
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(JobLease).values(name=name, runs=0).on_conflict_do_nothing(index_elements=["name"])
-    )
+    now = now or utcnow()
+    insert_or_ignore(db.session, JobLease.__table__, {"name": name, "runs": 0}, ["name"])
     table = JobLease.__table__
     result = db.session.execute(
         update(table)
@@ -44,8 +40,8 @@ def acquire(name: str, holder: str, ttl: timedelta) -> bool:
     return result.rowcount == 1
 
 
-def release(name: str, holder: str, error: str | None = None) -> None:
-    """Give the lease back and record how the run ended."""
+def release(name: str, holder: str, error: str | None = None, now: datetime | None = None) -> None:
+    """Give the lease back and record how the run ended; only its holder can."""
     table = JobLease.__table__
     db.session.execute(
         update(table)
@@ -53,7 +49,7 @@ def release(name: str, holder: str, error: str | None = None) -> None:
         .values(
             holder=None,
             expires_at=None,
-            last_finished_at=utcnow(),
+            last_finished_at=now or utcnow(),
             last_error=error,
             runs=table.c.runs + 1,
         )

@@ -15,10 +15,9 @@ from datetime import datetime, timedelta
 from flask import current_app, render_template
 from flask_mail import Message
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app import db, mail
+from blueprints.common.sql import insert_or_ignore
 from models import OutboxEmail, utcnow
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,8 @@ BACKOFF_CAP = timedelta(hours=6)
 
 def backoff(attempts: int) -> timedelta:
     """Delay before attempt `attempts + 1`: 1, 2, 4 … minutes, capped at six hours."""
-    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+    # The exponent is bounded so a large count (MAX_ATTEMPTS raised) cannot overflow.
+    return min(timedelta(minutes=2 ** min(max(attempts - 1, 0), 20)), BACKOFF_CAP)
 
 
 def enqueue(
@@ -58,12 +58,7 @@ def enqueue(
     if dedupe_key is None:
         session.add(OutboxEmail(**values))
         return True
-    # INSERT … ON CONFLICT DO NOTHING: the unique key decides, even across processes.
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(OutboxEmail).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    )
-    return session.execute(stmt).rowcount == 1
+    return insert_or_ignore(session, OutboxEmail.__table__, values, ["dedupe_key"])
 
 
 def _send(email: OutboxEmail) -> None:

@@ -17,34 +17,39 @@ from models import Domain, Membership, User
 LOST_GRACE = timedelta(days=7)
 
 
-def _owner_emails(session, account_id: int) -> list[str]:
-    return list(
-        session.scalars(
-            select(User.email)
+def _owners(session, account_id: int) -> list[tuple[int, str]]:
+    """(user id, email) of the account's active owners and co-owners."""
+    return [
+        (user_id, email)
+        for user_id, email in session.execute(
+            select(User.id, User.email)
             .join(Membership, Membership.user_id == User.id)
             .where(
                 Membership.account_id == account_id,
                 Membership.active.is_(True),
                 Membership.role.in_(("owner", "co-owner")),
             )
+            .order_by(User.id)
         )
-    )
+    ]
 
 
 def _warn(session, domain: Domain, kind: str, now: datetime) -> None:
+    shown = services.display_name(domain.name)
     subject = {
-        "lost": f"DNS record for {domain.name} is missing",
-        "revoked": f"{domain.name} is no longer verified",
+        "lost": f"DNS record for {shown} is missing",
+        "revoked": f"{shown} is no longer verified",
     }[kind]
-    for email in _owner_emails(session, domain.account_id):
+    for user_id, email in _owners(session, domain.account_id):
         outbox.enqueue(
             session,
             email,
             subject,
             f"domain_{kind}",
-            dedupe_key=f"domain-{kind}:{domain.id}:{email.lower()}:{now.date().isoformat()}",
+            # The user id, not the email: an address can be longer than the key column.
+            dedupe_key=f"domain-{kind}:{domain.id}:{user_id}:{now.date().isoformat()}",
             now=now,
-            domain=services.display_name(domain.name),
+            domain=shown,
             record_name=services.record_name(domain),
             record_value=services.record_value(domain),
             reason=services.REASONS.get(domain.failure_reason or "", ""),
@@ -88,7 +93,8 @@ def recheck_verified(now: datetime) -> dict[str, int]:
                 _warn(db.session, domain, "lost", now)
                 counts["lost"] += 1
             elif now - domain.lost_since >= LOST_GRACE:
-                domain.status, domain.verified_at = "failed", None
+                # No longer verified, so no longer a "lost" verified domain either.
+                domain.status, domain.verified_at, domain.lost_since = "failed", None, None
                 _warn(db.session, domain, "revoked", now)
                 audit.record(
                     db.session,

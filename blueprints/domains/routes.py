@@ -119,7 +119,11 @@ def remove(domain_id: int):
             services.remove_domain(db.session, domain, current_user.id)
             if not is_htmx():
                 return redirect(url_for("domains.index"))
-            return "", 200  # the row's outerHTML swap with nothing removes it
+            # The row's outerHTML swap with nothing removes it; the last one leaves the
+            # table's empty state in its place.
+            if services.list_domains(db.session, _account_id()):
+                return "", 200
+            return render_fragment("domains/_no_domains.html")
         form.passphrase.errors.append(error)
     status = 422 if form.errors else 200
     return render_page_or_fragment(

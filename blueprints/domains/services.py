@@ -44,7 +44,8 @@ class DomainError(ValueError):
 
 def normalise(raw: str) -> str:
     """The IDNA (xn--), lower-case form of a typed domain name, or DomainError."""
-    text = (raw or "").strip().lower().rstrip(".")
+    # One trailing dot is the fully-qualified spelling; "example.com.." is a typo.
+    text = (raw or "").strip().lower().removesuffix(".")
     if not text:
         raise DomainError("Enter a domain name, like example.com.")
     if any(c in text for c in "/:@ \t"):
@@ -201,6 +202,11 @@ def verify_domain(
     if result.ok:
         domain.status, domain.failure_reason = "verified", None
         domain.verified_at, domain.lost_since = now, None
+    elif domain.status == "verified":
+        # A failed check of a verified domain (the owner re-checking a lost record) shows
+        # why but keeps it verified: the daily re-check's grace period decides when a
+        # missing record ends verification, and a DNS hiccup never does.
+        domain.failure_reason = result.reason
     else:
         domain.status, domain.failure_reason = "failed", result.reason
     audit.record(
@@ -219,6 +225,14 @@ def verify_domain(
             "failed",
             "claimed_elsewhere",
             None,
+        )
+        audit.record(
+            session,
+            "domain.verify_failed",
+            account_id=domain.account_id,
+            actor_user_id=actor_id,
+            target=domain.name,
+            detail={"reason": "claimed_elsewhere"},
         )
         session.commit()
     return domain

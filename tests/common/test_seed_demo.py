@@ -1,0 +1,55 @@
+"""`flask --app app seed-demo`: idempotent demo data for a newcomer (SPEC "Stable names")."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from models import Account, Membership, User
+
+
+def _seed(app) -> dict[str, str]:
+    result = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+    return lines
+
+
+def _count(session, stmt) -> int:
+    return session.scalar(select(func.count()).select_from(stmt.subquery()))
+
+
+def test_seed_demo_prints_an_owner_who_can_sign_in(app, client):
+    printed = _seed(app)
+    assert set(printed) >= {"OWNER_EMAIL", "OWNER_PASSPHRASE"}
+    response = client.post(
+        "/login",
+        data={"email": printed["OWNER_EMAIL"], "passphrase": printed["OWNER_PASSPHRASE"]},
+    )
+    assert response.status_code == 302
+    # An owner: the enterprise pages open.
+    assert client.get("/enterprise/domains").status_code == 200
+
+
+def test_seed_demo_twice_keeps_one_account_and_one_owner(app, session):
+    first = _seed(app)
+    second = _seed(app)
+    assert first["OWNER_EMAIL"] == second["OWNER_EMAIL"]
+    session.expire_all()
+    assert _count(session, select(Account)) == 1
+    assert _count(session, select(User).where(User.email_key == first["OWNER_EMAIL"])) == 1
+    assert _count(session, select(Membership).where(Membership.role == "owner")) == 1
+
+
+def test_seed_demo_again_gives_a_fresh_passphrase_that_works(app):
+    first = _seed(app)
+    second = _seed(app)
+    assert first["OWNER_PASSPHRASE"] != second["OWNER_PASSPHRASE"]
+    email = second["OWNER_EMAIL"]
+    old = app.test_client().post(
+        "/login", data={"email": email, "passphrase": first["OWNER_PASSPHRASE"]}
+    )
+    assert old.status_code == 401
+    new = app.test_client().post(
+        "/login", data={"email": email, "passphrase": second["OWNER_PASSPHRASE"]}
+    )
+    assert new.status_code == 302
