@@ -100,6 +100,12 @@ def load_config(instance_path: str) -> dict:
         "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
         "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,
         "LOGIN_LOCKOUT_SECONDS": 15 * 60,
+        "ENCRYPTION_KEYS": os.environ.get("ENCRYPTION_KEYS", ""),
+        "SSO_FLOW_SECONDS": 600,
+        # Development and tests only: an OpenID provider on http://localhost.
+        "SSO_ALLOW_LOCAL_IDP": _env_bool("SSO_ALLOW_LOCAL_IDP", False),
+        "SAML_CLOCK_SKEW_SECONDS": 120,
+        "HTTP_TIMEOUT": float(os.environ.get("HTTP_TIMEOUT", "5")),
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
@@ -130,6 +136,9 @@ def _configure_logging(app: Flask) -> None:
     root.setLevel(logging.INFO if not app.testing else logging.WARNING)
     # APScheduler logs every run at INFO (every 30 s for the outbox); keep its warnings.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # pysaml2 logs xmlsec1's output at ERROR for every refused signature; the SSO routes
+    # log each refusal with its reason code instead.
+    logging.getLogger("saml2").setLevel(logging.CRITICAL)
 
 
 SECURITY_HEADERS = {
@@ -208,6 +217,11 @@ JOBS: dict[str, tuple[str, dict, int]] = {
     "deliver-outbox": (
         "blueprints.common.outbox:deliver_due",
         {"trigger": "interval", "seconds": 30},
+        600,
+    ),
+    "purge-sso": (
+        "blueprints.sso.jobs:purge_expired",
+        {"trigger": "interval", "hours": 1},
         600,
     ),
     "recheck-domains": (

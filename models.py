@@ -200,3 +200,75 @@ class JobLease(db.Model):
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
     runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SsoConnection(db.Model):
+    """The account's single sign-on connection (SPEC F3): SAML 2.0 or OpenID Connect.
+
+    `public_id` names the connection in public URLs (ACS, SP metadata) without exposing
+    row ids. The OIDC client secret is stored encrypted (blueprints.common.crypto).
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), unique=True
+    )
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    protocol: Mapped[str | None] = mapped_column(String(10))  # saml|oidc; None until saved
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # SAML 2.0: the IdP as configured (fields, or parsed from pasted metadata XML).
+    saml_idp_entity_id: Mapped[str | None] = mapped_column(String(1024))
+    saml_idp_sso_url: Mapped[str | None] = mapped_column(String(2048))
+    saml_idp_certificate: Mapped[str | None] = mapped_column(Text)  # PEM
+    saml_idp_metadata_xml: Mapped[str | None] = mapped_column(Text)
+    # OpenID Connect.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(1024))
+    oidc_client_id: Mapped[str | None] = mapped_column(String(512))
+    oidc_client_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    oidc_discovery: Mapped[dict | None] = mapped_column(JSON)
+    # The last test sign-in: enabling needs a successful one since the last change.
+    tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tested_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    test_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    test_message: Mapped[str | None] = mapped_column(String(500))
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped[Account] = relationship()
+
+
+class UsedAssertion(db.Model):
+    """SAML assertion ids already accepted, kept until they expire: one-time use."""
+
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("sso_connection.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SsoFlow(db.Model):
+    """One sign-in through the IdP in progress (a test by the owner, or a member's login).
+
+    Kept in the database, not the session: a SAML response arrives as a cross-site POST,
+    which a SameSite=Lax session cookie does not accompany. The id is the OIDC `state` or
+    the SAML RelayState; the SAML request id is what InResponseTo must equal.
+    """
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("sso_connection.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(10))  # test|login
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    next_url: Mapped[str | None] = mapped_column(String(2048))
+    saml_request_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    oidc_nonce: Mapped[str | None] = mapped_column(String(128))
+    oidc_code_verifier: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A SAML response is checked at the ACS (a cross-site POST, without our cookie) and
+    # its outcome parked here until the starting browser collects it (a same-site GET).
+    result_email: Mapped[str | None] = mapped_column(String(320))
+    result_error: Mapped[str | None] = mapped_column(String(500))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

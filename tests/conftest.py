@@ -23,6 +23,9 @@ from tests import factories
 # Keep the app's instance folder (its dev secret key, the dev database) out of the checkout.
 os.environ.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="identity-test-"))
 
+# The OpenID provider fixtures (oidc_client, idp_user) serve tests/sso and tests/browser.
+pytest_plugins = ["tests.sso.iam"]
+
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -91,6 +94,7 @@ def _test_config(url: str) -> dict:
         "DNS_TIMEOUT": 1.0,
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_COST": 1024,
+        "SSO_ALLOW_LOCAL_IDP": True,  # the test OpenID provider runs on http://localhost
     }
 
 

@@ -2,7 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, ValidationError
 
 from blueprints.common.passphrases import MAX_LENGTH
 
@@ -16,7 +16,8 @@ def no_control_characters(form, field) -> None:
 
 class SignInForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320), no_control_characters])
-    passphrase = PasswordField("Passphrase", validators=[DataRequired(), Length(max=MAX_LENGTH)])
+    # Optional: members of a single sign-on domain continue with their email alone.
+    passphrase = PasswordField("Passphrase", validators=[Optional(), Length(max=MAX_LENGTH)])
     next = HiddenField()
 
 

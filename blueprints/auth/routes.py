@@ -10,6 +10,8 @@ from blueprints.auth import services
 from blueprints.auth.forms import ChangePassphraseForm, ForgotForm, NewPassphraseForm, SignInForm
 from blueprints.common.auth import safe_next
 from blueprints.common.passphrases import passphrase_problem
+from blueprints.sso import services as sso_services
+from blueprints.sso.routes import begin_sign_in
 from models import utcnow
 
 bp = Blueprint("auth", __name__)
@@ -20,10 +22,12 @@ _OPEN_WHILE_CHANGE_REQUIRED = {"auth.change_passphrase", "auth.logout", "static"
 
 @bp.before_app_request
 def require_passphrase_change():
-    """A user holding an initial passphrase changes it before anything else (SPEC F1)."""
+    """A user holding an initial passphrase changes it before anything else (SPEC F1),
+    unless they signed in through SSO, where the passphrase plays no part."""
     if (
         current_user.is_authenticated
         and current_user.must_change_passphrase
+        and session.get("signed_in_via") != "sso"
         and request.endpoint not in _OPEN_WHILE_CHANGE_REQUIRED
     ):
         return redirect(
@@ -44,6 +48,16 @@ def login():
         return _land(form.next.data)
     status = 200
     if form.validate_on_submit():
+        # A member of an SSO domain goes to the IdP; owners keep the passphrase (SPEC F3).
+        connection = sso_services.connection_for_email(db.session, form.email.data)
+        if connection is not None and not (
+            form.passphrase.data
+            and sso_services.is_break_glass(db.session, connection, form.email.data)
+        ):
+            return begin_sign_in(connection, form.next.data)
+        if not form.passphrase.data:
+            form.passphrase.errors.append("Enter your passphrase.")
+            return render_template("auth/login.html", form=form), 422
         result = services.sign_in(
             db.session, form.email.data, form.passphrase.data, request.remote_addr, utcnow()
         )

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 def register_error_handlers(app: Flask) -> None:
     app.add_template_global(current_membership)
 
+    @app.template_filter("absolute")
+    def absolute(path: str) -> str:
+        """A site path as the absolute URL people paste elsewhere (from BASE_URL)."""
+        return app.config["BASE_URL"] + path
+
     @app.get("/healthz")
     def healthz():
         """Liveness and database reachability for load balancers (SPEC F9)."""

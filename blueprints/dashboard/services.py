@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from models import Account, Domain, Membership
+from models import Account, Domain, Membership, SsoConnection
 
 
 @dataclass
@@ -17,10 +17,11 @@ class AccountSummary:
     domains_verified: int
     domains_total: int
     domains_lost: int
+    sso: str  # "off", "saml" or "oidc"
 
 
 def account_summary(session, account: Account) -> AccountSummary:
-    """Member, seat and domain counts for one account, in two queries."""
+    """Member, seat and domain counts and the SSO state of one account."""
     members, seats = session.execute(
         select(
             func.count(Membership.id),
@@ -34,4 +35,9 @@ def account_summary(session, account: Account) -> AccountSummary:
             func.count(Domain.id).filter(Domain.lost_since.is_not(None)),
         ).where(Domain.account_id == account.id)
     ).one()
-    return AccountSummary(members, seats, account.seat_limit, verified, total, lost)
+    sso = session.scalar(
+        select(SsoConnection.protocol).where(
+            SsoConnection.account_id == account.id, SsoConnection.enabled
+        )
+    )
+    return AccountSummary(members, seats, account.seat_limit, verified, total, lost, sso or "off")

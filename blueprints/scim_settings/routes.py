@@ -5,7 +5,7 @@ from sqlalchemy import exists, select
 
 from app import db
 from blueprints.common.auth import admin_required, current_membership
-from models import Domain
+from models import Domain, SsoConnection
 
 bp = Blueprint("scim_settings", __name__, url_prefix="/enterprise/scim")
 
@@ -18,4 +18,9 @@ def index():
     domain_verified = db.session.scalar(
         select(exists().where(Domain.account_id == account_id, Domain.status == "verified"))
     )
-    return render_template("scim_settings/index.html", domain_verified=domain_verified)
+    sso_enabled = db.session.scalar(
+        select(exists().where(SsoConnection.account_id == account_id, SsoConnection.enabled))
+    )
+    return render_template(
+        "scim_settings/index.html", domain_verified=domain_verified, sso_enabled=sso_enabled
+    )
