@@ -106,6 +106,10 @@ def load_config(instance_path: str) -> dict:
         "SSO_ALLOW_LOCAL_IDP": _env_bool("SSO_ALLOW_LOCAL_IDP", False),
         "SAML_CLOCK_SKEW_SECONDS": 120,
         "HTTP_TIMEOUT": float(os.environ.get("HTTP_TIMEOUT", "5")),
+        # SCIM connector tokens (SPEC F4).
+        "SCIM_TOKEN_GRACE_HOURS": float(os.environ.get("SCIM_TOKEN_GRACE_HOURS", "24")),
+        "SCIM_REFRESH_AFTER_DAYS": 90,
+        "SCIM_WARNING_DAYS": 20,
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
@@ -139,6 +143,7 @@ def _configure_logging(app: Flask) -> None:
     # pysaml2 logs xmlsec1's output at ERROR for every refused signature; the SSO routes
     # log each refusal with its reason code instead.
     logging.getLogger("saml2").setLevel(logging.CRITICAL)
+    logging.getLogger("xmlschema").setLevel(logging.WARNING)  # pysaml2 loads its schemas
 
 
 SECURITY_HEADERS = {
@@ -223,6 +228,16 @@ JOBS: dict[str, tuple[str, dict, int]] = {
         "blueprints.sso.jobs:purge_expired",
         {"trigger": "interval", "hours": 1},
         600,
+    ),
+    "refresh-scim-tokens": (
+        "blueprints.scim_settings.jobs:refresh_tokens",
+        {"trigger": "cron", "hour": 2, "minute": 7},
+        3600,
+    ),
+    "warn-scim-tokens": (
+        "blueprints.scim_settings.jobs:warn_expiring",
+        {"trigger": "cron", "hour": 8, "minute": 0},
+        3600,
     ),
     "recheck-domains": (
         "blueprints.domains.jobs:recheck_verified",
@@ -310,9 +325,14 @@ def jobs_run(name: str) -> None:
 
 
 @click.command("seed-demo")
-def seed_demo_command() -> None:
+@click.option(
+    "--with-scim",
+    is_flag=True,
+    help="Also verify acme.test, turn SSO and SCIM on, and print the SCIM URL and token.",
+)
+def seed_demo_command(with_scim: bool) -> None:
     """Create (or refresh) the demo account and print its owner's sign-in."""
     from blueprints.common.demo import seed_demo
 
-    for key, value in seed_demo().items():
+    for key, value in seed_demo(with_scim=with_scim).items():
         click.echo(f"{key}={value}")

@@ -272,3 +272,59 @@ class SsoFlow(db.Model):
     result_error: Mapped[str | None] = mapped_column(String(500))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScimConnector(db.Model):
+    """The account's SCIM connector (SPEC F4): the URL an IdP provisions through and its
+    bearer token. The token is stored twice, never in clear: a SHA-256 hash to look it up
+    and a Fernet ciphertext so that an owner can reveal it again.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), unique=True
+    )
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)  # in the URL, forever
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    idp: Mapped[str] = mapped_column(String(20), default="other")  # okta|entra|other
+    lifetime_days: Mapped[int | None] = mapped_column(Integer)  # None: no expiry
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_encrypted: Mapped[str | None] = mapped_column(Text)
+    # The token a manual refresh replaced keeps working until then (IdP update window).
+    previous_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_request_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The owner whose authority automatic refreshes rely on (the last to enable/refresh).
+    bound_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    refreshed_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    refresh_failure_reason: Mapped[str | None] = mapped_column(String(300))
+    refresh_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped[Account] = relationship()
+    bound_user: Mapped[User | None] = relationship(foreign_keys=[bound_user_id])
+    refreshed_by: Mapped[User | None] = relationship(foreign_keys=[refreshed_by_user_id])
+
+
+class ScimRequestLog(db.Model):
+    """One SCIM request a connector received, for the log on the SCIM page. No bodies:
+    they hold personal data."""
+
+    __table_args__ = (Index("ix_scim_request_log_connector_id_id", "connector_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("scim_connector.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(10))
+    resource: Mapped[str] = mapped_column(String(300))
+    status: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(10))  # success|failure
+    detail: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

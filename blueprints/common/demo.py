@@ -13,6 +13,7 @@ from models import Account, Membership, User
 DEMO_ACCOUNT = "Acme (demo)"
 DEMO_OWNER = "owner@acme.test"
 DEMO_MEMBER = "member@acme.test"
+DEMO_DOMAIN = "acme.test"
 
 
 def _user(email: str) -> User:
@@ -41,8 +42,54 @@ def _membership(account: Account, user: User, role: str) -> None:
         )
 
 
-def seed_demo() -> dict[str, str]:
-    """Create the demo account once; each run gives the owner a fresh passphrase to print."""
+def _with_scim(account: Account, owner: User) -> dict[str, str]:
+    """A verified acme.test, SSO on, SCIM on with a fresh token, and no seat cap to speak
+    of, so a benchmark can provision as many users as it likes."""
+    from blueprints.common.crypto import encrypt
+    from blueprints.scim_settings import connector as scim
+    from models import Domain, SsoConnection, utcnow
+
+    now = utcnow()
+    account.seat_limit = 1_000_000
+    domain = db.session.scalar(
+        select(Domain).where(Domain.account_id == account.id, Domain.name == DEMO_DOMAIN)
+    )
+    if domain is None:
+        domain = Domain(account_id=account.id, name=DEMO_DOMAIN, token=secrets.token_urlsafe(24))
+        db.session.add(domain)
+    domain.status, domain.verified_at, domain.failure_reason = "verified", now, None
+    sso = db.session.scalar(select(SsoConnection).where(SsoConnection.account_id == account.id))
+    if sso is None:
+        # A stand-in IdP: the demo owner keeps passphrase sign-in (break-glass).
+        issuer = f"https://idp.{DEMO_DOMAIN}"
+        sso = SsoConnection(
+            account_id=account.id,
+            public_id=secrets.token_urlsafe(12),
+            protocol="oidc",
+            oidc_issuer=issuer,
+            oidc_client_id="demo",
+            oidc_client_secret_encrypted=encrypt(secrets.token_urlsafe(16)),
+            oidc_discovery={
+                "issuer": issuer,
+                "authorization_endpoint": f"{issuer}/authorize",
+                "token_endpoint": f"{issuer}/token",
+                "jwks_uri": f"{issuer}/jwks",
+            },
+        )
+        db.session.add(sso)
+    sso.test_ok, sso.enabled, sso.enabled_at = True, True, now
+    db.session.commit()
+    found = scim.get_connector(db.session, account.id)
+    if found is not None and found.enabled:
+        issued = scim.refresh(db.session, found, owner, now)
+    else:
+        issued = scim.enable(db.session, account.id, owner, "other", "365", now)
+    return {"SCIM_BASE_URL": scim.base_url(issued.connector), "SCIM_TOKEN": issued.token}
+
+
+def seed_demo(with_scim: bool = False) -> dict[str, str]:
+    """Create the demo account once; each run gives the owner a fresh passphrase to print
+    (and, with SCIM, a fresh connector token)."""
     account = db.session.scalar(select(Account).where(Account.name == DEMO_ACCOUNT))
     if account is None:
         account = Account(name=DEMO_ACCOUNT, seat_limit=50)
@@ -57,4 +104,7 @@ def seed_demo() -> dict[str, str]:
     if member.passphrase_hash is None:
         set_passphrase(db.session, member, secrets.token_urlsafe(24))
     db.session.commit()
-    return {"OWNER_EMAIL": DEMO_OWNER, "OWNER_PASSPHRASE": passphrase}
+    printed = {"OWNER_EMAIL": DEMO_OWNER, "OWNER_PASSPHRASE": passphrase}
+    if with_scim:
+        printed |= _with_scim(account, owner)
+    return printed

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 
-from models import Account, Domain, Membership, SsoConnection
+from blueprints.scim_settings import connector as scim
+from models import Account, Domain, Membership, SsoConnection, utcnow
+
+
+@dataclass
+class ScimWarning:
+    """The SCIM page's token warning, repeated on the dashboard (SPEC F4)."""
+
+    reason: str
+    days_left: int
+    expired: bool
 
 
 @dataclass
@@ -18,10 +29,22 @@ class AccountSummary:
     domains_total: int
     domains_lost: int
     sso: str  # "off", "saml" or "oidc"
+    scim_warning: ScimWarning | None = None
 
 
-def account_summary(session, account: Account) -> AccountSummary:
-    """Member, seat and domain counts and the SSO state of one account."""
+def scim_warning(session, account_id: int, now: datetime) -> ScimWarning | None:
+    """The warning while the automatic refresh fails and the expiry is near, else None."""
+    connector = scim.get_connector(session, account_id)
+    if not scim.shows_warning(connector, now):
+        return None
+    state = scim.token_state(connector, now)
+    return ScimWarning(
+        connector.refresh_failure_reason, state.days_left or 0, state.name == "expired"
+    )
+
+
+def account_summary(session, account: Account, now: datetime | None = None) -> AccountSummary:
+    """Member, seat and domain counts, the SSO state and any SCIM token warning."""
     members, seats = session.execute(
         select(
             func.count(Membership.id),
@@ -40,4 +63,13 @@ def account_summary(session, account: Account) -> AccountSummary:
             SsoConnection.account_id == account.id, SsoConnection.enabled
         )
     )
-    return AccountSummary(members, seats, account.seat_limit, verified, total, lost, sso or "off")
+    return AccountSummary(
+        members,
+        seats,
+        account.seat_limit,
+        verified,
+        total,
+        lost,
+        sso or "off",
+        scim_warning(session, account.id, now or utcnow()),
+    )

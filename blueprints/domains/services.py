@@ -15,7 +15,7 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 import idna
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit
@@ -93,6 +93,15 @@ def get_domain(session, account_id: int, domain_id: int) -> Domain | None:
     """A domain of this account only (tenant isolation)."""
     return session.scalar(
         select(Domain).where(Domain.id == domain_id, Domain.account_id == account_id)
+    )
+
+
+def has_verified_domain(session, account_id: int) -> bool:
+    """Whether the account has at least one verified domain (SSO and SCIM need one)."""
+    return bool(
+        session.scalar(
+            select(exists().where(Domain.account_id == account_id, Domain.status == "verified"))
+        )
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import audit
 from blueprints.common.crypto import encrypt
-from blueprints.domains.services import DomainError
+from blueprints.domains.services import DomainError, has_verified_domain
 from blueprints.domains.services import normalise as normalise_domain
 from models import Domain, Membership, SsoConnection, SsoFlow, User
 
@@ -56,14 +56,6 @@ def ensure_connection(session, account_id: int, now: datetime) -> SsoConnection:
 
 def connection_by_public_id(session, public_id: str) -> SsoConnection | None:
     return session.scalar(select(SsoConnection).where(SsoConnection.public_id == public_id))
-
-
-def has_verified_domain(session, account_id: int) -> bool:
-    return bool(
-        session.scalar(
-            select(exists().where(Domain.account_id == account_id, Domain.status == "verified"))
-        )
-    )
 
 
 def _editable(session, account_id: int, protocol: str, now: datetime) -> SsoConnection:

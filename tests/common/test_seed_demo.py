@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from models import Account, Membership, User
 
 
-def _seed(app) -> dict[str, str]:
-    result = app.test_cli_runner().invoke(args=["seed-demo"])
+def _seed(app, *options: str) -> dict[str, str]:
+    result = app.test_cli_runner().invoke(args=["seed-demo", *options])
     assert result.exit_code == 0, result.output
     lines = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
     return lines
@@ -53,3 +53,27 @@ def test_seed_demo_again_gives_a_fresh_passphrase_that_works(app):
         "/login", data={"email": email, "passphrase": second["OWNER_PASSPHRASE"]}
     )
     assert new.status_code == 302
+
+
+def test_seed_demo_with_scim_prints_a_working_connector_and_a_fresh_token_each_run(app, session):
+    from blueprints.scim_settings import connector as scim
+    from models import Domain, SsoConnection, utcnow
+
+    first = _seed(app, "--with-scim")
+    assert first["SCIM_BASE_URL"].startswith("http://localhost/scim/v2/")
+    public_id = first["SCIM_BASE_URL"].rsplit("/", 1)[1]
+    session.expire_all()
+    ok = scim.authenticate(session, public_id, f"Bearer {first['SCIM_TOKEN']}", utcnow())
+    assert ok.reason is None
+    account = session.scalar(select(Account))
+    assert account.seat_limit == 1_000_000
+    assert session.scalar(select(Domain.status).where(Domain.name == "acme.test")) == "verified"
+    assert session.scalar(select(SsoConnection.enabled))
+
+    second = _seed(app, "--with-scim")
+    assert second["SCIM_BASE_URL"] == first["SCIM_BASE_URL"]  # the URL never changes
+    assert second["SCIM_TOKEN"] != first["SCIM_TOKEN"]
+    session.expire_all()
+    fresh = scim.authenticate(session, public_id, f"Bearer {second['SCIM_TOKEN']}", utcnow())
+    assert fresh.reason is None
+    assert _count(session, select(Account)) == 1

@@ -1,0 +1,268 @@
+"""Daily SCIM token sweeps (SPEC F4 "Automatic refresh", F8): plain functions of `now`.
+
+`refresh_tokens` extends the expiry of tokens that are due, keeping the secret so the IdP
+keeps working; `warn_expiring` emails the owners and co-owners while a refresh is failing
+and the expiry is near. Both walk the connectors in batches by id, so an installation with
+many accounts never loads them all at once, and commit one connector at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import ColumnElement, or_, select, update
+
+from app import db
+from blueprints.common import audit, outbox
+from blueprints.common.urls import absolute_url
+from blueprints.scim_settings import connector as service
+from models import Account, Membership, ScimConnector, User
+
+BATCH = 200
+EXPIRED_REASON = "The token expired before it could be refreshed; only a manual refresh renews it."
+
+
+def _batches(where: list[ColumnElement]) -> Iterator[list[ScimConnector]]:
+    """The connectors matching `where`, `BATCH` at a time in id order (keyset paging)."""
+    last_id = 0
+    while True:
+        batch = list(
+            db.session.scalars(
+                select(ScimConnector)
+                .where(*where, ScimConnector.id > last_id)
+                .order_by(ScimConnector.id)
+                .limit(BATCH)
+            )
+        )
+        if not batch:
+            return
+        last_id = batch[-1].id
+        yield batch
+
+
+def _owners(session, account_id: int) -> list[tuple[int, str]]:
+    """(user id, email) of the account's active owners and co-owners, in id order."""
+    return [
+        (user_id, email)
+        for user_id, email in session.execute(
+            select(User.id, User.email)
+            .join(Membership, Membership.user_id == User.id)
+            .where(
+                Membership.account_id == account_id,
+                Membership.active.is_(True),
+                Membership.role.in_(("owner", "co-owner")),
+            )
+            .order_by(User.id)
+        )
+    ]
+
+
+def _write_if_unchanged(connector: ScimConnector, **values) -> bool:
+    """Update the connector only if nobody changed its token since we read it.
+
+    An owner may refresh, disable or re-enable SCIM while the sweep runs; the sweep must
+    then neither overwrite the new expiry nor record a failure the owner just fixed.
+    """
+    table = ScimConnector.__table__
+    result = db.session.execute(
+        update(table)
+        .where(
+            table.c.id == connector.id,
+            table.c.enabled.is_(True),
+            table.c.token_hash == connector.token_hash,
+            table.c.expires_at == connector.expires_at,
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def _due(now: datetime) -> list[ColumnElement]:
+    """Enabled connectors with an expiry whose last refresh is `SCIM_REFRESH_AFTER_DAYS`
+    old, or whose expiry is `SCIM_WARNING_DAYS` away or less (expired ones included)."""
+    cfg = current_app.config
+    return [
+        ScimConnector.enabled.is_(True),
+        ScimConnector.lifetime_days.is_not(None),
+        ScimConnector.expires_at.is_not(None),
+        or_(
+            ScimConnector.refreshed_at.is_(None),
+            ScimConnector.refreshed_at <= now - timedelta(days=cfg["SCIM_REFRESH_AFTER_DAYS"]),
+            ScimConnector.expires_at <= now + timedelta(days=cfg["SCIM_WARNING_DAYS"]),
+        ),
+    ]
+
+
+def refresh_tokens(now: datetime) -> dict[str, int]:
+    """Attempt an automatic refresh of every connector that is due (SPEC F4).
+
+    Success extends the expiry to `now` + the chosen lifetime and keeps the secret (hash
+    and ciphertext untouched), so the IdP keeps working; any stored failure is cleared.
+    Failure (`connector.refresh_problem`) stores the reason and the time; the connector is
+    still due tomorrow, so the next daily run retries it. A connector without an expiry is
+    never due.
+
+    An already expired token is not revived: its IdP has been getting 401s, and bringing
+    the same secret back to life without anyone deciding to is what an administrator would
+    not expect (nor want, if SCIM was left to lapse on purpose). It gets `EXPIRED_REASON`
+    as its failure, so the owners are warned and the pages show it until an owner refreshes
+    it by hand (or disables SCIM). A token that expires between two daily runs can only do
+    so after twenty days of failed refreshes and warnings.
+
+    Returns counts: due, refreshed, failed, expired.
+    """
+    counts = {"due": 0, "refreshed": 0, "failed": 0, "expired": 0}
+    for batch in _batches(_due(now)):
+        for connector in batch:
+            counts["due"] += 1
+            if connector.expires_at <= now:
+                if _mark_expired(connector, now):
+                    counts["expired"] += 1
+            elif _refresh_one(connector, now):
+                counts["refreshed"] += 1
+            else:
+                counts["failed"] += 1
+            db.session.commit()
+    return counts
+
+
+def _mark_expired(connector: ScimConnector, now: datetime) -> bool:
+    """Record that an expired token needs a manual refresh (once); True if it is expired."""
+    if connector.refresh_failure_reason == EXPIRED_REASON:
+        return True
+    previous = connector.refresh_failure_reason
+    if not _write_if_unchanged(
+        connector, refresh_failure_reason=EXPIRED_REASON, refresh_failed_at=now
+    ):
+        return False
+    audit.record(
+        db.session,
+        "scim.token_auto_refresh_failed",
+        account_id=connector.account_id,
+        detail={"reason": EXPIRED_REASON, "previous_reason": previous},
+    )
+    return True
+
+
+def _refresh_one(connector: ScimConnector, now: datetime) -> bool:
+    """One automatic refresh attempt; True when the expiry was extended."""
+    problem = service.refresh_problem(db.session, connector)
+    if problem is not None:
+        if _write_if_unchanged(connector, refresh_failure_reason=problem, refresh_failed_at=now):
+            audit.record(
+                db.session,
+                "scim.token_auto_refresh_failed",
+                account_id=connector.account_id,
+                detail={"reason": problem},
+            )
+        return False
+    was_failing = connector.refresh_failure_reason is not None
+    expires_at = now + timedelta(days=connector.lifetime_days)
+    if not _write_if_unchanged(
+        connector,
+        expires_at=expires_at,
+        refreshed_at=now,
+        # Nobody refreshed it: the page must not credit the last person who did.
+        refreshed_by_user_id=None,
+        refresh_failure_reason=None,
+        refresh_failed_at=None,
+    ):
+        return False
+    audit.record(
+        db.session,
+        "scim.token_auto_refreshed",
+        account_id=connector.account_id,
+        detail={"expires_at": expires_at.isoformat()},
+    )
+    if was_failing:
+        _notify_recovered(connector, expires_at, now)
+    return True
+
+
+def _notify_recovered(connector: ScimConnector, expires_at: datetime, now: datetime) -> None:
+    """Owners who were warned learn that the problem went away and nothing is left to do."""
+    account_name = db.session.get(Account, connector.account_id).name
+    for user_id, email in _owners(db.session, connector.account_id):
+        outbox.enqueue(
+            db.session,
+            email,
+            "Your SCIM token was refreshed automatically",
+            "scim_auto_refreshed",
+            dedupe_key=f"scim-auto-refreshed:{connector.id}:{user_id}:{now.date().isoformat()}",
+            now=now,
+            account=account_name,
+            expires=expires_at.strftime("%Y-%m-%d"),
+            link=absolute_url("scim_settings.index"),
+        )
+
+
+# --- warnings --------------------------------------------------------------------------------
+
+
+def _subject(days_left: int, expired: bool) -> str:
+    if expired:
+        return "Your SCIM token has expired"
+    if days_left == 0:
+        return "Your SCIM token expires in less than a day"
+    return f"Your SCIM token expires in {days_left} day{'s' if days_left != 1 else ''}"
+
+
+def warn_expiring(now: datetime) -> dict[str, int]:
+    """Email every active owner and co-owner while a connector's automatic refresh is
+    failing and its expiry is `SCIM_WARNING_DAYS` away or less (SPEC F4).
+
+    At most one email per person, connector and day: the outbox's unique dedupe key
+    decides, so running the job twice, or in several processes at once, sends no more.
+    Warnings go on after the token has expired (saying so), daily, until an owner
+    refreshes the token or disables SCIM: provisioning is broken until then, and the
+    email says how to stop it either way.
+
+    Returns counts: connectors warned about, emails queued, emails already queued today.
+    """
+    window = timedelta(days=current_app.config["SCIM_WARNING_DAYS"])
+    counts = {"connectors": 0, "queued": 0, "already_queued": 0}
+    where = [
+        ScimConnector.enabled.is_(True),
+        ScimConnector.refresh_failure_reason.is_not(None),
+        ScimConnector.expires_at.is_not(None),
+        ScimConnector.expires_at <= now + window,
+    ]
+    for batch in _batches(where):
+        for connector in batch:
+            counts["connectors"] += 1
+            queued = _warn(connector, now)
+            counts["queued"] += queued[0]
+            counts["already_queued"] += queued[1]
+            db.session.commit()
+    return counts
+
+
+def _warn(connector: ScimConnector, now: datetime) -> tuple[int, int]:
+    """Queue today's warning for each owner; (queued, already queued)."""
+    state = service.token_state(connector, now)
+    expired = state.name == "expired"
+    days_left = state.days_left or 0
+    account_name = db.session.get(Account, connector.account_id).name
+    queued = already = 0
+    for user_id, email in _owners(db.session, connector.account_id):
+        if outbox.enqueue(
+            db.session,
+            email,
+            _subject(days_left, expired),
+            "scim_warning",
+            # The user id, not the email: an address can be longer than the key column.
+            dedupe_key=f"scim-warning:{connector.id}:{user_id}:{now.date().isoformat()}",
+            now=now,
+            account=account_name,
+            days_left=days_left,
+            expired=expired,
+            expires=connector.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            reason=connector.refresh_failure_reason,
+            link=absolute_url("scim_settings.index"),
+        ):
+            queued += 1
+        else:
+            already += 1
+    return queued, already

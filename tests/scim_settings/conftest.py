@@ -1,0 +1,25 @@
+"""An account ready for SCIM: a verified domain and SSO on (the seed's first two steps)."""
+
+from __future__ import annotations
+
+import pytest
+
+from models import SsoConnection
+from tests import factories
+
+
+@pytest.fixture
+def ready(session, account, owner):
+    """The account with example.com verified and an enabled SSO connection."""
+    factories.make_domain(session, account, "example.com", verified=True)
+    session.add(
+        SsoConnection(
+            account_id=account.id,
+            public_id="sso-ready",
+            protocol="oidc",
+            enabled=True,
+            test_ok=True,
+        )
+    )
+    session.commit()
+    return account
