@@ -9,29 +9,13 @@ from sqlalchemy import select
 
 from app import db
 from blueprints.common import audit, outbox
+from blueprints.common.accounts import admin_contacts
 from blueprints.common.urls import absolute_url
 from blueprints.domains import services
-from models import Domain, Membership, User
+from models import Domain
 
 # How long a verified domain may miss its record before it stops counting as verified.
 LOST_GRACE = timedelta(days=7)
-
-
-def _owners(session, account_id: int) -> list[tuple[int, str]]:
-    """(user id, email) of the account's active owners and co-owners."""
-    return [
-        (user_id, email)
-        for user_id, email in session.execute(
-            select(User.id, User.email)
-            .join(Membership, Membership.user_id == User.id)
-            .where(
-                Membership.account_id == account_id,
-                Membership.active.is_(True),
-                Membership.role.in_(("owner", "co-owner")),
-            )
-            .order_by(User.id)
-        )
-    ]
 
 
 def _warn(session, domain: Domain, kind: str, now: datetime) -> None:
@@ -40,7 +24,7 @@ def _warn(session, domain: Domain, kind: str, now: datetime) -> None:
         "lost": f"DNS record for {shown} is missing",
         "revoked": f"{shown} is no longer verified",
     }[kind]
-    for user_id, email in _owners(session, domain.account_id):
+    for user_id, email in admin_contacts(session, domain.account_id):
         outbox.enqueue(
             session,
             email,

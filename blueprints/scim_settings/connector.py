@@ -19,6 +19,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit, outbox
+from blueprints.common.accounts import ADMIN_ROLES, admin_contacts
 from blueprints.common.crypto import decrypt, encrypt
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import has_verified_domain
@@ -103,7 +104,7 @@ def _is_active_admin(session, account_id: int, user_id: int | None) -> bool:
                     Membership.account_id == account_id,
                     Membership.user_id == user_id,
                     Membership.active.is_(True),
-                    Membership.role.in_(("owner", "co-owner")),
+                    Membership.role.in_(ADMIN_ROLES),
                 )
             )
         )
@@ -179,16 +180,7 @@ def _notify_owners(
     session, connector: ScimConnector, subject: str, what: str, actor: User, now: datetime
 ) -> None:
     """A security notice to every active owner and co-owner (SPEC F7)."""
-    emails = session.scalars(
-        select(User.email)
-        .join(Membership, Membership.user_id == User.id)
-        .where(
-            Membership.account_id == connector.account_id,
-            Membership.active.is_(True),
-            Membership.role.in_(("owner", "co-owner")),
-        )
-    )
-    for email in emails:
+    for _user_id, email in admin_contacts(session, connector.account_id):
         outbox.enqueue(
             session,
             email,

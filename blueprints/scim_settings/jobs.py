@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 
 from app import db
 from blueprints.common import audit, outbox
+from blueprints.common.accounts import admin_contacts
 from blueprints.common.urls import absolute_url
 from blueprints.scim_settings import connector as service
-from models import Account, Membership, ScimConnector, User
+from models import Account, ScimConnector, ScimRequestLog
 
 BATCH = 200
 EXPIRED_REASON = "The token expired before it could be refreshed; only a manual refresh renews it."
@@ -40,23 +41,6 @@ def _batches(where: list[ColumnElement]) -> Iterator[list[ScimConnector]]:
             return
         last_id = batch[-1].id
         yield batch
-
-
-def _owners(session, account_id: int) -> list[tuple[int, str]]:
-    """(user id, email) of the account's active owners and co-owners, in id order."""
-    return [
-        (user_id, email)
-        for user_id, email in session.execute(
-            select(User.id, User.email)
-            .join(Membership, Membership.user_id == User.id)
-            .where(
-                Membership.account_id == account_id,
-                Membership.active.is_(True),
-                Membership.role.in_(("owner", "co-owner")),
-            )
-            .order_by(User.id)
-        )
-    ]
 
 
 def _write_if_unchanged(connector: ScimConnector, **values) -> bool:
@@ -184,7 +168,7 @@ def _refresh_one(connector: ScimConnector, now: datetime) -> bool:
 def _notify_recovered(connector: ScimConnector, expires_at: datetime, now: datetime) -> None:
     """Owners who were warned learn that the problem went away and nothing is left to do."""
     account_name = db.session.get(Account, connector.account_id).name
-    for user_id, email in _owners(db.session, connector.account_id):
+    for user_id, email in admin_contacts(db.session, connector.account_id):
         outbox.enqueue(
             db.session,
             email,
@@ -246,7 +230,7 @@ def _warn(connector: ScimConnector, now: datetime) -> tuple[int, int]:
     days_left = state.days_left or 0
     account_name = db.session.get(Account, connector.account_id).name
     queued = already = 0
-    for user_id, email in _owners(db.session, connector.account_id):
+    for user_id, email in admin_contacts(db.session, connector.account_id):
         if outbox.enqueue(
             db.session,
             email,
@@ -266,3 +250,12 @@ def _warn(connector: ScimConnector, now: datetime) -> tuple[int, int]:
         else:
             already += 1
     return queued, already
+
+
+def purge_request_log(now: datetime) -> dict[str, int]:
+    """Forget SCIM request-log rows older than SCIM_LOG_RETENTION_DAYS (30): the page
+    shows the recent ones, and the table must not grow with every IdP request forever."""
+    cutoff = now - timedelta(days=current_app.config["SCIM_LOG_RETENTION_DAYS"])
+    result = db.session.execute(delete(ScimRequestLog).where(ScimRequestLog.created_at < cutoff))
+    db.session.commit()
+    return {"deleted": result.rowcount}
