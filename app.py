@@ -110,6 +110,9 @@ def load_config(instance_path: str) -> dict:
         "SCIM_TOKEN_GRACE_HOURS": float(os.environ.get("SCIM_TOKEN_GRACE_HOURS", "24")),
         "SCIM_REFRESH_AFTER_DAYS": 90,
         "SCIM_WARNING_DAYS": 20,
+        "SCIM_REQUESTS_PER_SECOND": int(os.environ.get("SCIM_REQUESTS_PER_SECOND", "100")),
+        "SCIM_FAILED_AUTH_PER_SECOND": 10,
+        "SCIM_LOG_RETENTION_DAYS": 30,
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
@@ -237,6 +240,11 @@ JOBS: dict[str, tuple[str, dict, int]] = {
     "warn-scim-tokens": (
         "blueprints.scim_settings.jobs:warn_expiring",
         {"trigger": "cron", "hour": 8, "minute": 0},
+        3600,
+    ),
+    "purge-scim-log": (
+        "blueprints.scim_settings.jobs:purge_request_log",
+        {"trigger": "cron", "hour": 4, "minute": 11},
         3600,
     ),
     "recheck-domains": (

@@ -52,7 +52,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         if request.path.startswith("/scim/"):
-            return error  # the SCIM blueprint answers with its own bodies
+            # Routing errors (405, 413 before a view) never reach blueprint handlers.
+            from blueprints.scim_api.errors import from_exception
+
+            return from_exception(error)
         titles = {403: "Not allowed", 404: "Not found", 405: "Not allowed", 413: "Too large"}
         messages = {
             403: "Only account owners and co-owners can open this page.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 import app as app_module
 from app import db
@@ -381,3 +381,27 @@ def test_refresh_runs_through_run_job_under_its_lease(app, session, ready, owner
     assert _reload(session, connector).refreshed_at == T0 + 90 * DAY
     job = session.get(JobLease, "refresh-scim-tokens")
     assert (job.runs, job.holder, job.last_error) == (1, None, None)
+
+
+def test_request_log_older_than_the_retention_is_purged(app, session, ready, owner):
+    from datetime import UTC, datetime
+
+    from app import run_job
+    from models import ScimRequestLog
+
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    issued = service.enable(session, ready.id, owner, "okta", "365", now)
+    for age in (31, 29, 1):
+        session.add(
+            ScimRequestLog(
+                connector_id=issued.connector.id,
+                method="GET",
+                resource="/Users",
+                status=200,
+                outcome="success",
+                created_at=now - timedelta(days=age),
+            )
+        )
+    session.commit()
+    assert run_job(app, "purge-scim-log", now) == {"deleted": 1}
+    assert session.scalar(select(func.count(ScimRequestLog.id))) == 2

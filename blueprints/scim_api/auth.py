@@ -1,0 +1,165 @@
+"""Bearer authentication, rate limits and the request log for the SCIM blueprint.
+
+The connector id is popped from the URL into `g` (Flask's URL-processor pattern); every
+request is checked against that connector's token only (SPEC F5), counted against its
+rate limit, and recorded for the log on the SCIM page, without its body (personal data).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+from flask import Blueprint, current_app, g, request
+from sqlalchemy import select
+
+from app import db
+from blueprints.scim_api.errors import error_response
+from blueprints.scim_settings import connector as connectors
+from models import ScimConnector, ScimRequestLog, utcnow
+
+log = logging.getLogger(__name__)
+
+_DETAILS = {
+    "missing": "Authentication is required: send 'Authorization: Bearer <token>'.",
+    "unknown": "The bearer token is not valid for this SCIM connector.",
+    "disabled": "SCIM provisioning is disabled for this account.",
+}
+# What `secrets.token_urlsafe(16)` produces, with room to spare: anything else (a NUL
+# byte, which PostgreSQL refuses in text, or a 10 kB id) is unknown without a query.
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _known_connector(public_id: str) -> ScimConnector | None:
+    """The connector a refused request was addressed to, so the log on its page shows it."""
+    if not _PUBLIC_ID.fullmatch(public_id):
+        return None
+    return db.session.scalar(select(ScimConnector).where(ScimConnector.public_id == public_id))
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` fit for a text column: PostgreSQL refuses NUL bytes."""
+    return text.replace("\x00", "\\0")[:limit]
+
+
+class _Window:
+    """Counts per key (connector or client address) in the current one-second window, in
+    this process.
+
+    Each worker process counts on its own, so the effective limit is per process; that
+    bounds a runaway IdP without a database write per request. Only the current second is
+    kept, so a stream of distinct client addresses cannot grow it without bound.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._second = 0
+        self._counts: dict[str, int] = {}
+
+    def _roll(self) -> None:
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second, self._counts = second, {}
+
+    def add(self, key: str) -> int:
+        """Count one more for `key`; returns the count in the current second."""
+        with self._lock:
+            self._roll()
+            self._counts[key] = self._counts.get(key, 0) + 1
+            return self._counts[key]
+
+    def current(self, key: str) -> int:
+        with self._lock:
+            self._roll()
+            return self._counts.get(key, 0)
+
+    def reset(self) -> None:
+        """Forget every count (tests start from a clean window)."""
+        with self._lock:
+            self._second, self._counts = 0, {}
+
+
+_requests = _Window()
+_failures = _Window()
+
+
+def install(bp: Blueprint) -> None:
+    """Attach the URL processor, the authentication check and the log to `bp`."""
+
+    @bp.url_value_preprocessor
+    def pop_connector_id(endpoint, values):
+        g.connector_public_id = (values or {}).pop("connector_id", None)
+
+    @bp.before_request
+    def authenticate():
+        public_id = g.connector_public_id or ""
+        cfg = current_app.config
+        address = request.remote_addr or ""
+        if _failures.current(address) >= cfg["SCIM_FAILED_AUTH_PER_SECOND"]:
+            # A client guessing tokens: refuse before even looking the token up (and
+            # without a log row, so a flood costs no database writes).
+            return error_response(
+                429,
+                "Too many failed authentications. Retry after a second.",
+                headers={"Retry-After": "1"},
+            )
+        if _PUBLIC_ID.fullmatch(public_id):
+            result = connectors.authenticate(
+                db.session, public_id, request.headers.get("Authorization"), utcnow()
+            )
+        else:
+            result = connectors.Authentication(None, "unknown")
+        if result.reason is not None:
+            _failures.add(address)
+            # Refused requests to a known connector are logged too: a misconfigured IdP
+            # shows up on the SCIM page. Only an accepted one sets `g.scim_connector`.
+            g.scim_log_connector = result.connector or _known_connector(public_id)
+            if result.reason == "expired":
+                expired = result.connector.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+                detail = (
+                    f"The SCIM token expired on {expired}. An account owner must refresh it "
+                    "on the SCIM page (Refresh Token); nothing was provisioned."
+                )
+            else:
+                detail = _DETAILS.get(result.reason, _DETAILS["unknown"])
+            return error_response(401, detail, headers={"WWW-Authenticate": 'Bearer realm="SCIM"'})
+        g.scim_connector = g.scim_log_connector = result.connector
+        if _requests.add(result.connector.public_id) > cfg["SCIM_REQUESTS_PER_SECOND"]:
+            return error_response(
+                429,
+                "Too many requests for this connector. Retry after a second.",
+                headers={"Retry-After": "1"},
+            )
+        if (request.content_length or 0) > cfg["MAX_CONTENT_LENGTH"]:
+            return error_response(
+                413, f"The request body is over {cfg['MAX_CONTENT_LENGTH']} bytes."
+            )
+        return None
+
+    @bp.after_request
+    def record(response):
+        """One row per request for the SCIM page's log (method, resource, outcome)."""
+        connector = g.get("scim_log_connector")
+        if connector is None:
+            return response  # an unknown connector id has no log to write to
+        resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
+        detail = g.get("scim_error_detail")
+        try:
+            db.session.add(
+                ScimRequestLog(
+                    connector_id=connector.id,
+                    method=request.method[:10],
+                    resource=_printable(resource, 300),
+                    status=response.status_code,
+                    outcome="success" if response.status_code < 400 else "failure",
+                    detail=_printable(detail, 500) if detail else None,
+                    created_at=utcnow(),
+                )
+            )
+            db.session.commit()
+        except Exception:  # the log must never turn an answer into an error
+            db.session.rollback()
+            log.exception("could not record a SCIM request")
+        return response
