@@ -21,6 +21,7 @@ from joserfc.jwk import KeySet
 
 from blueprints.common.crypto import decrypt
 from blueprints.common.urls import absolute_url
+from blueprints.sso.errors import SsoConfigError, SsoSignInError
 
 SCOPE = "openid email profile"
 LEEWAY_SECONDS = 120
@@ -39,20 +40,12 @@ SIGNING_ALGORITHMS = [
 ]
 
 
-class OidcConfigError(ValueError):
-    """A configuration we can't accept; `field` names the form field it belongs to."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+class OidcConfigError(SsoConfigError):
+    """An OIDC setting we can't accept (field: issuer, client_id, client_secret)."""
 
 
-class OidcSignInError(Exception):
-    """A sign-in that failed; `code` is a short word, str() the message for people."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+class OidcSignInError(SsoSignInError):
+    """An OIDC sign-in that failed."""
 
 
 @dataclass

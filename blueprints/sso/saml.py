@@ -60,6 +60,7 @@ from sqlalchemy import delete
 
 from blueprints.common.sql import insert_or_ignore
 from blueprints.common.urls import absolute_url
+from blueprints.sso.errors import SsoConfigError, SsoSignInError
 from models import UsedAssertion
 
 NS_MD = md.NAMESPACE
@@ -68,7 +69,6 @@ NS_SAMLP = samlp.NAMESPACE
 NS_DS = "http://www.w3.org/2000/09/xmldsig#"
 STATUS_SUCCESS = samlp.STATUS_SUCCESS
 
-DEFAULT_CLOCK_SKEW_SECONDS = 120
 MAX_RESPONSE_CHARS = 1_000_000  # base64; real responses are a few kB
 MAX_METADATA_CHARS = 1_000_000
 MAX_ENTITY_ID = 1024
@@ -109,15 +109,12 @@ DIGEST_ALGORITHMS = frozenset(
 )
 
 
-class SamlConfigError(ValueError):
-    """An IdP setting the owner entered is unusable; the message goes next to `field`."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field  # metadata_xml | entity_id | sso_url | certificate
+class SamlConfigError(SsoConfigError):
+    """An IdP setting the owner entered is unusable (field: metadata_xml | entity_id |
+    sso_url | certificate)."""
 
 
-class SamlResponseError(Exception):
+class SamlResponseError(SsoSignInError):
     """A SAML response that does not sign anyone in.
 
     `code` is a short machine word (malformed, bad_signature, wrong_audience,
@@ -125,10 +122,6 @@ class SamlResponseError(Exception):
     wrong_in_response_to, replayed, no_email, wrong_issuer, idp_error); str() is a
     message for the owner testing the connection.
     """
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -363,9 +356,7 @@ def parse_response(
     call mark_assertion_used next."""
     if now.tzinfo is None:
         raise ValueError("naive datetime given; use datetime.now(UTC)")
-    skew = timedelta(
-        seconds=current_app.config.get("SAML_CLOCK_SKEW_SECONDS", DEFAULT_CLOCK_SKEW_SECONDS)
-    )
+    skew = timedelta(seconds=current_app.config["SAML_CLOCK_SKEW_SECONDS"])
     xml = _decode(saml_response_b64)
     root = _parse_response_xml(xml)
     response = _load_response(xml)
@@ -836,9 +827,7 @@ def mark_assertion_used(session, connection, assertion_id: str, expires_at: date
 
 def purge_used_assertions(session, now: datetime) -> int:
     """Forget assertions that can no longer be accepted (expired, skew included)."""
-    skew = timedelta(
-        seconds=current_app.config.get("SAML_CLOCK_SKEW_SECONDS", DEFAULT_CLOCK_SKEW_SECONDS)
-    )
+    skew = timedelta(seconds=current_app.config["SAML_CLOCK_SKEW_SECONDS"])
     result = session.execute(
         delete(UsedAssertion)
         .where(UsedAssertion.expires_at < now - skew)
