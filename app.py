@@ -11,6 +11,7 @@ import os
 import secrets
 import sys
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 
 # Named constraints so Alembic can alter them on SQLite and PostgreSQL alike.
 NAMING = {
@@ -118,6 +120,45 @@ def load_config(instance_path: str) -> dict:
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
         "HTMX_SRI": "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg",
     }
+
+
+# Set while serving a request that will write (the SCIM API): its SQLite transactions
+# start with BEGIN IMMEDIATE, taking the write lock up front. A deferred transaction that
+# read first and writes later fails at once with SQLITE_BUSY when another connection wrote
+# in between (WAL snapshots cannot be upgraded), whatever the busy timeout.
+SQLITE_WRITE_INTENT: ContextVar[bool] = ContextVar("sqlite_write_intent", default=False)
+
+
+def _fold(value):
+    """SQLite's lower() folds ASCII only; SCIM compares caseExact=false strings folded
+    like Python does (blueprints.scim_api.filters), so the database must agree."""
+    return value.lower() if isinstance(value, str) else value
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """SQLite as a server database: foreign keys enforced (ON DELETE CASCADE), WAL so
+    readers never wait for the writer, a busy timeout instead of 'database is locked',
+    LIKE case-sensitive as on PostgreSQL, and a Unicode-aware lower()."""
+    import sqlite3
+
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA case_sensitive_like=ON")
+    cursor.close()
+    dbapi_connection.create_function("lower", 1, _fold, deterministic=True)
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(conn) -> None:
+    """Elsewhere the driver's own behaviour stays: reads outside a transaction (each sees
+    the latest commit) and a deferred BEGIN before the first write."""
+    if conn.dialect.name == "sqlite" and SQLITE_WRITE_INTENT.get():
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class RequestIdFilter(logging.Filter):

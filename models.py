@@ -54,6 +54,9 @@ class Account(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     seat_limit: Mapped[int] = mapped_column(Integer, default=50)
+    # Memberships holding a licence (`Membership.licensed`), kept by blueprints.common.seats
+    # with guarded UPDATEs, so "no seat left" holds under concurrent provisioning.
+    seats_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -77,26 +80,133 @@ class User(UserMixin, db.Model):
 
 
 class Membership(db.Model):
-    """A user in an account, with a role and where the membership came from."""
+    """A user in an account, with a role and where the membership came from.
 
-    __table_args__ = (UniqueConstraint("account_id", "user_id"),)
+    It is also the SCIM User resource (SPEC F5) once an IdP has provisioned it
+    (`source == "scim"`): `scim_id` is the resource id, and the columns below hold the
+    attributes we store, each filterable in SQL (blueprints.scim_api.filters). `user_id`
+    is empty while the member has no email we may join on (no email yet, or an invitation
+    not accepted). `version` is the ETag (optimistic locking: a concurrent write fails).
+    """
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "user_id", name="uq_membership_account_id"),
+        UniqueConstraint("account_id", "user_name_key", name="uq_membership_account_user_name"),
+        UniqueConstraint("account_id", "external_id", name="uq_membership_account_external_id"),
+        Index("ix_membership_account_source_id", "account_id", "source", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    scim_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), index=True
+    )
     role: Mapped[str] = mapped_column(String(20), default="member")  # owner|co-owner|member
     source: Mapped[str] = mapped_column(String(20), default="manual")  # scim|manual
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    licensed: Mapped[bool] = mapped_column(Boolean, default=True)
-    external_id: Mapped[str | None] = mapped_column(String(255))
+    licensed: Mapped[bool] = mapped_column(Boolean, default=True)  # holds a seat
+    external_id: Mapped[str | None] = mapped_column(String(512))
+    # SCIM attributes (RFC 7643 §4.1 and the enterprise extension §4.3).
+    user_name: Mapped[str | None] = mapped_column(String(512))
+    user_name_key: Mapped[str | None] = mapped_column(String(512))  # NFC, lower case
+    email: Mapped[str | None] = mapped_column(String(512))  # primary > work > first
+    display_name: Mapped[str | None] = mapped_column(String(512))
+    formatted_name: Mapped[str | None] = mapped_column(String(512))
+    given_name: Mapped[str | None] = mapped_column(String(512))
+    family_name: Mapped[str | None] = mapped_column(String(512))
+    middle_name: Mapped[str | None] = mapped_column(String(512))
+    honorific_prefix: Mapped[str | None] = mapped_column(String(512))
+    honorific_suffix: Mapped[str | None] = mapped_column(String(512))
+    title: Mapped[str | None] = mapped_column(String(512))
+    employee_number: Mapped[str | None] = mapped_column(String(512))
+    cost_center: Mapped[str | None] = mapped_column(String(512))
+    organization: Mapped[str | None] = mapped_column(String(512))
+    division: Mapped[str | None] = mapped_column(String(512))
+    department: Mapped[str | None] = mapped_column(String(512))
+    manager_id: Mapped[str | None] = mapped_column(String(512))  # manager.value
+    # Outside the verified domains nobody is joined silently: an invitation (SPEC F5).
+    invitation_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}
 
     account: Mapped[Account] = relationship()
-    user: Mapped[User] = relationship(back_populates="memberships")
+    user: Mapped[User | None] = relationship(back_populates="memberships")
+    emails: Mapped[list[MemberEmail]] = relationship(
+        order_by="MemberEmail.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
 
     @property
     def is_admin(self) -> bool:
         return self.active and self.role in ("owner", "co-owner")
+
+    @property
+    def status(self) -> str:
+        """active, deactivated or invited (SPEC F6)."""
+        if self.invitation_token_hash is not None:
+            return "invited"
+        return "active" if self.active else "deactivated"
+
+
+class MemberEmail(db.Model):
+    """One of a SCIM user's `emails` (multi-valued, so a row each: filters and value
+    paths such as `emails[type eq "work"]` become EXISTS subqueries)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    membership_id: Mapped[int] = mapped_column(
+        ForeignKey("membership.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    value: Mapped[str | None] = mapped_column(String(512))
+    value_key: Mapped[str | None] = mapped_column(String(512), index=True)
+    type: Mapped[str | None] = mapped_column(String(512))
+    primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    display: Mapped[str | None] = mapped_column(String(512))
+
+
+class Team(db.Model):
+    """A team in an account; the SCIM Group resource when an IdP manages it.
+
+    `version` (the ETag) is bumped with `version = version + 1` in SQL by every change,
+    member changes included, so concurrent member additions never lose a bump."""
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "display_name_key", name="uq_team_account_display_name"),
+        UniqueConstraint("account_id", "external_id", name="uq_team_account_external_id"),
+        Index("ix_team_account_source_id", "account_id", "source", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scim_id: Mapped[str] = mapped_column(String(36), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    display_name: Mapped[str] = mapped_column(String(512))
+    display_name_key: Mapped[str] = mapped_column(String(512))
+    external_id: Mapped[str | None] = mapped_column(String(512))
+    source: Mapped[str] = mapped_column(String(20), default="manual")  # scim|manual
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamMember(db.Model):
+    """One member of one team: adding or removing a member is one row, whatever the size
+    of the team (SPEC F5 "Concurrency")."""
+
+    __table_args__ = (Index("ix_team_member_membership_id", "membership_id"),)
+
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("team.id", ondelete="CASCADE"), primary_key=True
+    )
+    membership_id: Mapped[int] = mapped_column(
+        ForeignKey("membership.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Domain(db.Model):
@@ -187,6 +297,10 @@ class OutboxEmail(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # gave up
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # Set for an email whose body holds a secret made at delivery (the welcome email's
+    # initial passphrase): the body is rendered then and never stored.
+    kind: Mapped[str | None] = mapped_column(String(20))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -51,6 +51,7 @@ def make_user(
                 licensed=active,
             )
         )
+        account.seats_used += 1 if active else 0
     session.commit()
     return user
 

@@ -40,6 +40,7 @@ def _membership(account: Account, user: User, role: str) -> None:
                 licensed=True,
             )
         )
+        account.seats_used += 1
 
 
 def _with_scim(account: Account, owner: User) -> dict[str, str]:

@@ -61,12 +61,68 @@ def enqueue(
     return insert_or_ignore(session, OutboxEmail.__table__, values, ["dedupe_key"])
 
 
-def _send(email: OutboxEmail) -> None:
+DELIVERY_RENDERED_BODY = "(made at delivery: holds a secret, never stored)"
+
+
+def enqueue_welcome(session, user, account_name: str, now: datetime | None = None) -> None:
+    """Queue the welcome email of a provisioned person (SPEC F5, F7).
+
+    Its initial passphrase does not exist yet: the delivery job makes it, stores only its
+    argon2id hash and sends it, so the slow hash is off the SCIM request path and the
+    clear passphrase rests nowhere. `user` must have been flushed (it needs an id)."""
+    at = now or utcnow()
+    session.add(
+        OutboxEmail(
+            to_addr=user.email,
+            subject=f"Welcome to {account_name}",
+            body_text=DELIVERY_RENDERED_BODY,
+            body_html=None,
+            dedupe_key=f"welcome:{user.id}",
+            kind="welcome",
+            user_id=user.id,
+            attempts=0,
+            next_attempt_at=at,
+            created_at=at,
+        )
+    )
+
+
+def _render_welcome(email: OutboxEmail) -> tuple[str, str]:
+    """A fresh initial passphrase for the person (replacing one an earlier, undelivered
+    attempt made), committed as a hash before the email leaves."""
+    import secrets
+
+    from blueprints.common.passphrases import hash_passphrase
+    from blueprints.common.urls import absolute_url
+    from models import User
+
+    user = db.session.get(User, email.user_id)
+    passphrase = None
+    if user.passphrase_hash is None or user.must_change_passphrase:
+        passphrase = "-".join(secrets.token_urlsafe(6) for _ in range(4))
+        user.passphrase_hash = hash_passphrase(passphrase)
+        user.must_change_passphrase = True
+        db.session.commit()
+    context = {
+        "account_name": email.subject.removeprefix("Welcome to "),
+        "email": user.email,
+        "passphrase": passphrase,
+        "login_url": absolute_url("/login"),
+    }
+    return (
+        render_template("emails/welcome.txt", **context),
+        render_template("emails/welcome.html", **context),
+    )
+
+
+def _send(email: OutboxEmail, body_text: str | None = None, body_html: str | None = None) -> None:
+    body_text = body_text or email.body_text
+    body_html = body_html or email.body_html
     if not current_app.config.get("MAIL_SERVER"):
         # No SMTP configured (the run command's default): show the email to the developer.
         print(
             f"\n----- email to {email.to_addr} -----\nSubject: {email.subject}\n\n"
-            f"{email.body_text}\n----- end of email -----",
+            f"{body_text}\n----- end of email -----",
             file=sys.stdout,
             flush=True,
         )
@@ -75,8 +131,8 @@ def _send(email: OutboxEmail) -> None:
         Message(
             subject=email.subject,
             recipients=[email.to_addr],
-            body=email.body_text,
-            html=email.body_html,
+            body=body_text,
+            html=body_html,
             sender=current_app.config["MAIL_DEFAULT_SENDER"],
         )
     )
@@ -119,7 +175,10 @@ def deliver_due(now: datetime, limit: int = 100) -> dict[str, int]:
         email = db.session.get(OutboxEmail, email_id)
         email.attempts += 1
         try:
-            _send(email)
+            if email.kind == "welcome" and email.user_id is not None:
+                _send(email, *_render_welcome(email))
+            else:
+                _send(email)
         except Exception as exc:  # SMTP errors come in many types; all mean "try later"
             email.last_error = f"{type(exc).__name__}: {exc}"[:500]
             email.claimed_until = None

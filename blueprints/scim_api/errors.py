@@ -14,6 +14,8 @@ import logging
 from flask import Response, g
 from pydantic import ValidationError
 from scim2_models import Error, SCIMException
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -46,14 +48,38 @@ def error_response(
 
 
 def from_exception(error: Exception) -> Response:
-    """Map any exception raised while serving a SCIM request to its Error body."""
+    """Map any exception raised while serving a SCIM request to its Error body; whatever
+    the request had written is rolled back first."""
+    from app import db  # late: app imports the blueprints
+
+    db.session.rollback()
+    if isinstance(error, IntegrityError):
+        # Two requests created the same userName/externalId/displayName at once: the
+        # unique constraint decided, and this one lost (SPEC F5 "Concurrency").
+        return error_response(
+            409,
+            "Another resource with the same unique value (userName, externalId or "
+            "displayName) was created at the same time.",
+            "uniqueness",
+        )
+    if isinstance(error, StaleDataError):
+        return error_response(
+            409, "The resource changed while this request was processed; read it and retry."
+        )
+    if isinstance(error, OperationalError):
+        log.warning("database busy serving a SCIM request: %s", type(error).__name__)
+        return error_response(
+            503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
+        )
     if isinstance(error, SCIMException):
         return error_response(error.status, error.detail, error.scim_type)
     if isinstance(error, ValidationError):
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        detail = f"{where}: {first.get('msg', 'invalid value')}" if where else str(error)
-        return error_response(400, detail[:500], "invalidValue")
+        # scim2-models raises its SCIM errors inside pydantic validators; it maps them
+        # (and plain pydantic errors) back to status and scimType.
+        errors = Error.from_validation_errors(error)
+        first = errors[0] if errors else Error(status=400, scim_type="invalidValue")
+        detail = (first.detail or "The request is not valid.")[:500]
+        return error_response(int(first.status or 400), detail, first.scim_type)
     if isinstance(error, HTTPException):
         code = error.code or 500
         headers = (
@@ -63,7 +89,4 @@ def from_exception(error: Exception) -> Response:
         )
         return error_response(code, _HTTP_DETAILS.get(code, error.description or ""), None, headers)
     log.exception("unhandled error in the SCIM API")
-    from app import db  # late: app imports the blueprints
-
-    db.session.rollback()  # so the request log can still be written
     return error_response(500, "The service provider failed to process the request.")

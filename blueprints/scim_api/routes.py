@@ -1,7 +1,8 @@
 """The SCIM 2.0 blueprint at /scim/v2/<connector-id> (SPEC F5).
 
-Only discovery is served so far; Users and Groups arrive with the rest of issue #5.
-Every other path inside the prefix answers with a SCIM 404 body (scim2-flask's
+Discovery, Users and Groups (teams), each with GET, POST, PUT, PATCH, DELETE and
+POST /.search. Handlers commit what they wrote; any error rolls it back (errors.py). Every
+other path inside the prefix answers with a SCIM 404 body (scim2-flask's
 catch-all), since routing errors never reach blueprint error handlers otherwise. Rules
 never redirect (a missing or doubled slash would get werkzeug's HTML 308 page) and never
 answer OPTIONS with Flask's empty HTML 200: everything here is a SCIM response.
@@ -9,11 +10,21 @@ answer OPTIONS with Flask's empty HTML 200: everything here is a SCIM response.
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, g, request
 
-from app import csrf
-from blueprints.scim_api import auth, discovery
+from app import csrf, db
+from blueprints.scim_api import auth, discovery, groups, users
 from blueprints.scim_api.errors import error_response, from_exception, scim_response
+from blueprints.scim_api.resources import (
+    etag,
+    json_body,
+    not_modified,
+    response_parameters,
+    search_request,
+)
+from blueprints.scim_api.schemas import Group, UserResource
+from blueprints.scim_settings import connector as connectors
+from models import utcnow
 
 bp = Blueprint("scim_api", __name__, url_prefix="/scim/v2/<connector_id>")
 csrf.exempt(bp)  # bearer-authenticated; never reads the session
@@ -35,30 +46,127 @@ def route(rule: str, methods: list[str]):
     )
 
 
+def _base() -> str:
+    """The connector's SCIM base URL, as the SCIM page shows it (meta.location, $ref)."""
+    return connectors.base_url(g.scim_connector)
+
+
+def _account_id() -> int:
+    return g.scim_connector.account_id
+
+
 @route("/ServiceProviderConfig", ["GET"])
 def service_provider_config():
     """RFC 7644 §4: what this service provider supports."""
-    return scim_response(discovery.service_provider_config())
+    return scim_response(discovery.service_provider_config(_base()))
 
 
 @route("/ResourceTypes", ["GET"])
 def resource_types():
-    return scim_response(discovery.resource_types())
+    return scim_response(discovery.resource_types(_base()))
 
 
 @route("/ResourceTypes/<name>", ["GET"])
 def resource_type(name: str):
-    return error_response(404, f"There is no resource type {name!r}.")
+    found = discovery.resource_type(name, _base())
+    if found is None:
+        return error_response(404, f"There is no resource type {name!r}.")
+    return scim_response(found)
 
 
 @route("/Schemas", ["GET"])
 def schemas():
-    return scim_response(discovery.schemas())
+    return scim_response(discovery.schemas(_base()))
 
 
 @route("/Schemas/<path:urn>", ["GET"])
 def schema(urn: str):
-    return error_response(404, f"There is no schema {urn!r}.")
+    found = discovery.schema(urn, _base())
+    if found is None:
+        return error_response(404, f"There is no schema {urn!r}.")
+    return scim_response(found)
+
+
+# --- Users and Groups ---------------------------------------------------------------------
+
+KINDS = {"Users": (users, UserResource), "Groups": (groups, Group)}
+
+
+def _resource_response(kind: str, row, status: int = 200):
+    service, model = KINDS[kind]
+    params = response_parameters(model, request.args.to_dict())
+    body = service.show(db.session, row, _base(), params)
+    headers = {"ETag": etag(row.version)}
+    if status == 201:
+        headers["Location"] = f"{_base()}/{kind}/{row.scim_id}"
+    return scim_response(body, status, headers)
+
+
+def _search(kind: str, values: dict):
+    service, model = KINDS[kind]
+    req = search_request(model, values)
+    return scim_response(service.search(db.session, _account_id(), req, _base()))
+
+
+@route("/<any(Users, Groups):kind>", ["GET"])
+def list_resources(kind: str):
+    return _search(kind, request.args.to_dict())
+
+
+@route("/<any(Users, Groups):kind>/.search", ["POST"])
+def search_resources(kind: str):
+    """POST /.search (RFC 7644 §3.4.3): the query in a SearchRequest body."""
+    return _search(kind, json_body())
+
+
+@route("/<any(Users, Groups):kind>", ["POST"])
+def create_resource(kind: str):
+    service, _ = KINDS[kind]
+    row = service.create(db.session, g.scim_connector, json_body(), utcnow())
+    db.session.commit()
+    return _resource_response(kind, row, 201)
+
+
+@route("/<any(Users, Groups):kind>/<scim_id>", ["GET"])
+def get_resource(kind: str, scim_id: str):
+    service, _ = KINDS[kind]
+    row = service.get(db.session, _account_id(), scim_id)
+    if not_modified(row.version):
+        return _empty(304, {"ETag": etag(row.version)})
+    return _resource_response(kind, row)
+
+
+@route("/<any(Users, Groups):kind>/<scim_id>", ["PUT"])
+def replace_resource(kind: str, scim_id: str):
+    service, _ = KINDS[kind]
+    row = service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+    db.session.commit()
+    return _resource_response(kind, row)
+
+
+@route("/<any(Users, Groups):kind>/<scim_id>", ["PATCH"])
+def patch_resource(kind: str, scim_id: str):
+    """200 with the resource as it now is (honouring attributes/excludedAttributes)."""
+    service, _ = KINDS[kind]
+    row = service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+    db.session.commit()
+    return _resource_response(kind, row)
+
+
+@route("/<any(Users, Groups):kind>/<scim_id>", ["DELETE"])
+def delete_resource(kind: str, scim_id: str):
+    if kind == "Users":
+        users.delete(db.session, g.scim_connector, scim_id)
+    else:
+        groups.delete_group(db.session, g.scim_connector, scim_id)
+    db.session.commit()
+    return _empty(204)
+
+
+def _empty(status: int, headers: dict | None = None):
+    response = scim_response({}, status, headers)
+    response.set_data(b"")
+    return response
 
 
 @route("/", ALL_METHODS)

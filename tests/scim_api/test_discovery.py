@@ -1,5 +1,6 @@
-"""Discovery (RFC 7644 §4): stated exactly. Until Users and Groups are served, no resource
-type or schema is advertised and every optional feature says `supported: false`."""
+"""Discovery (RFC 7644 §4): stated exactly. Users (with the enterprise extension) and
+Groups are advertised; PATCH, filter, sort and ETags are supported, bulk and
+changePassword are not; the schemas list only attributes we store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from tests.scim_api.conftest import SCIM_JSON, assert_scim_error
 
 SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-FEATURES = ["patch", "bulk", "filter", "sort", "etag", "changePassword"]
+USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 def _ok(response) -> dict:
@@ -29,12 +32,27 @@ def test_service_provider_config_states_bearer_auth_and_schema(scim):
     ServiceProviderConfig.model_validate(body)  # a valid RFC 7643 §5 resource
 
 
-@pytest.mark.parametrize("feature", FEATURES)
-def test_service_provider_config_says_unsupported_for_every_feature(scim, feature):
-    """The honest state: none of them is implemented yet."""
+@pytest.mark.parametrize(
+    ("feature", "supported"),
+    [
+        ("patch", True),
+        ("filter", True),
+        ("sort", True),
+        ("etag", True),
+        ("bulk", False),
+        ("changePassword", False),
+    ],
+)
+def test_service_provider_config_states_each_feature(scim, feature, supported):
     body = _ok(scim("GET", "/ServiceProviderConfig"))
 
-    assert body[feature]["supported"] is False
+    assert body[feature]["supported"] is supported
+
+
+def test_filter_states_its_max_results(scim):
+    body = _ok(scim("GET", "/ServiceProviderConfig"))
+
+    assert body["filter"]["maxResults"] == 1000
 
 
 def test_service_provider_config_is_served_at_the_pasted_url_with_trailing_slash(scim):
@@ -49,27 +67,63 @@ def test_service_provider_config_answers_head_without_body(scim):
     assert response.get_data() == b""
 
 
-@pytest.mark.parametrize(("path", "item"), [("/ResourceTypes", ResourceType), ("/Schemas", Schema)])
-def test_listing_is_empty_list_response_before_users_and_groups(scim, path, item):
-    body = _ok(scim("GET", path))
+def test_resource_types_are_user_with_enterprise_extension_and_group(scim):
+    body = _ok(scim("GET", "/ResourceTypes"))
 
     assert body["schemas"] == [LIST_URN]
-    assert body["totalResults"] == 0
-    assert body.get("Resources", []) == []
-    ListResponse[item].model_validate(body)
+    ListResponse[ResourceType].model_validate(body)
+    by_name = {r["name"]: r for r in body["Resources"]}
+    assert body["totalResults"] == 2 and set(by_name) == {"User", "Group"}
+    assert by_name["User"]["endpoint"] == "/Users"
+    assert by_name["User"]["schema"] == USER_URN
+    assert by_name["User"]["schemaExtensions"] == [{"schema": ENTERPRISE_URN, "required": False}]
+    assert by_name["Group"]["endpoint"] == "/Groups"
+    assert by_name["User"]["meta"]["location"] == scim.base + "/ResourceTypes/User"
+
+
+def test_schemas_list_exactly_the_attributes_we_store(scim):
+    body = _ok(scim("GET", "/Schemas"))
+
+    ListResponse[Schema].model_validate(body)
+    by_id = {s["id"]: s for s in body["Resources"]}
+    assert set(by_id) == {USER_URN, GROUP_URN, ENTERPRISE_URN}
+    user = {a["name"]: a for a in by_id[USER_URN]["attributes"]}
+    assert set(user) == {
+        "userName",
+        "name",
+        "displayName",
+        "title",
+        "active",
+        "password",
+        "emails",
+        "groups",
+    }
+    assert user["userName"]["uniqueness"] == "server" and user["userName"]["required"] is True
+    assert user["userName"]["caseExact"] is False
+    assert user["groups"]["mutability"] == "readOnly"
+    assert user["password"]["returned"] == "never"
+    group = {a["name"]: a for a in by_id[GROUP_URN]["attributes"]}
+    assert set(group) == {"displayName", "members"}
+    enterprise = {a["name"] for a in by_id[ENTERPRISE_URN]["attributes"]}
+    assert {"employeeNumber", "department", "organization", "manager"} <= enterprise
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("path", "expected_id"),
     [
-        "/ResourceTypes/User",
-        "/ResourceTypes/Group",
-        "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
-        "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
-        "/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+        ("/ResourceTypes/User", "User"),
+        ("/ResourceTypes/group", "Group"),
+        (f"/Schemas/{USER_URN}", USER_URN),
+        (f"/Schemas/{GROUP_URN}", GROUP_URN),
+        (f"/Schemas/{ENTERPRISE_URN}", ENTERPRISE_URN),
     ],
 )
-def test_single_resource_type_or_schema_is_not_found_while_none_is_served(scim, path):
+def test_single_resource_type_or_schema_is_served(scim, path, expected_id):
+    assert _ok(scim("GET", path))["id"] == expected_id
+
+
+@pytest.mark.parametrize("path", ["/ResourceTypes/Pet", "/Schemas/urn:example:Pet"])
+def test_unknown_resource_type_or_schema_is_a_scim_404(scim, path):
     body = assert_scim_error(scim("GET", path), 404)
 
     assert path.rsplit("/", 1)[-1] in body["detail"]

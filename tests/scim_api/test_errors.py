@@ -10,13 +10,14 @@ import pytest
 from tests.scim_api.conftest import SCIM_JSON, assert_scim_error
 
 DISCOVERY = ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas"]
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 
 @pytest.mark.parametrize(
-    "path", ["/Users", "/Users/123", "/Groups", "/.search", "/Bulk", "/Me", "/", ""]
+    "path", ["/Users/123", "/Groups/123", "/Users/123/x", "/Bulk", "/Me", "/Pets", "/", ""]
 )
-def test_unknown_path_gets_404_scim_error(scim, path):
-    """Users and Groups are not served yet; an empty path must not redirect either."""
+def test_unknown_path_or_resource_gets_404_scim_error(scim, path):
+    """No such endpoint or no such resource; an empty path must not redirect either."""
     assert_scim_error(scim("GET", path), 404)
 
 
@@ -36,7 +37,9 @@ def test_writing_to_discovery_gets_405_allowing_get(scim, method, path):
 
 def test_post_needs_no_csrf_token(scim):
     """Bearer-authenticated: the CSRF check (which would answer 400) does not apply."""
-    assert_scim_error(scim("POST", "/Users", json={"userName": "a@example.com"}), 404)
+    response = scim("POST", "/Users", json={"schemas": [USER], "userName": "a@example.com"})
+
+    assert response.status_code == 201, response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("config_overrides", [{"MAX_CONTENT_LENGTH": 100}])
@@ -44,7 +47,10 @@ def test_body_over_max_content_length_gets_413(scim):
     body = assert_scim_error(scim("POST", "/Users", data="x" * 101), 413)
 
     assert "100 bytes" in body["detail"]
-    assert_scim_error(scim("POST", "/Users", data="x" * 100), 404)  # at the limit: routed
+    # At the limit: read, and refused for what it is (not JSON).
+    assert assert_scim_error(scim("POST", "/Users", data="x" * 100), 400)["scimType"] == (
+        "invalidSyntax"
+    )
 
 
 @pytest.mark.parametrize("config_overrides", [{"MAX_CONTENT_LENGTH": 100}])

@@ -1,0 +1,38 @@
+"""Licences (SPEC F5 "Licences"): `Account.seats_used` counts the memberships holding
+one. Taking a seat is a guarded UPDATE, so two concurrent creates cannot both take the
+last seat; the caller's transaction commits or rolls it back with the membership."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from models import Account, Membership
+
+
+def take(session, membership: Membership) -> bool:
+    """Give `membership` a seat; False (nothing changed) when none is left."""
+    if membership.licensed:
+        return True
+    result = session.execute(
+        update(Account)
+        .where(Account.id == membership.account_id, Account.seats_used < Account.seat_limit)
+        .values(seats_used=Account.seats_used + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    membership.licensed = True
+    return True
+
+
+def release(session, membership: Membership) -> None:
+    """Take `membership`'s seat back (deactivation, removal)."""
+    if not membership.licensed:
+        return
+    session.execute(
+        update(Account)
+        .where(Account.id == membership.account_id, Account.seats_used > 0)
+        .values(seats_used=Account.seats_used - 1)
+        .execution_options(synchronize_session=False)
+    )
+    membership.licensed = False

@@ -1,0 +1,443 @@
+"""SCIM filters (RFC 7644 §3.4.2.2) compiled to SQL, and sortBy to an ORDER BY.
+
+scim2-models parses the filter and binds each attribute path to the schema (which says
+whether it is caseExact, its type, whether it is multi-valued); this module maps every
+bound attribute we store to a column, explicitly, and emits SQLAlchemy expressions with
+bound parameters. Nothing is evaluated in Python and no row is loaded to decide a match.
+
+- caseExact=false strings are compared folded (NFC, lower case, as scim2-models' policy
+  folds them); userName and a team's displayName use their stored folded key column, so
+  `userName eq` is an index lookup.
+- Every comparison is NULL-safe, so `not (title eq "x")` matches users without a title,
+  as RFC 7644's "not" requires.
+- Multi-valued attributes (emails, groups, members) become EXISTS subqueries; `ne` on
+  them means "no value equals" (scim2-models' reading), a value path
+  `emails[type eq "work" and value co "@x"]` is one EXISTS with the inner filter.
+- An attribute we don't store, an operator that makes no sense for the type (`gt` on a
+  boolean, `co` on a date), or a value of the wrong type is a 400 invalidFilter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from scim2_models import InvalidFilterException, InvalidValueException, Path, ScimFilter
+from scim2_models.path import (
+    AttrPath,
+    CompareOperator,
+    Comparison,
+    FilterNode,
+    FilterVisitor,
+    LogicalExpr,
+    LogicalOperator,
+    Not,
+    Present,
+    ValuePath,
+)
+from sqlalchemy import and_, exists, false, func, not_, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from blueprints.scim_api.schemas import CORE_GROUP, CORE_USER, ENTERPRISE, POLICY
+from models import MemberEmail, Membership, Team, TeamMember
+
+Op = CompareOperator
+STRING_OPS = {Op.co, Op.sw, Op.ew}
+ORDER_OPS = {Op.gt, Op.ge, Op.lt, Op.le}
+
+
+def fold(value: str) -> str:
+    """The comparison form of a caseExact=false string (NFC, lower case)."""
+    return POLICY.comparison_key(_CASE_INSENSITIVE, value)
+
+
+class _CaseInsensitive:
+    case_exact = False
+
+
+_CASE_INSENSITIVE = _CaseInsensitive()
+
+
+@dataclass(frozen=True)
+class Column:
+    """How one attribute is stored: its SQL expression and how values compare to it."""
+
+    expr: Any
+    kind: str = "string"  # string | key (folded at write) | boolean | datetime | constant
+    case_exact: bool = False
+
+
+@dataclass(frozen=True)
+class MultiValued:
+    """A multi-valued attribute kept in another table: `exists(where)` correlates it with
+    the resource row, `subs` maps its sub-attributes."""
+
+    exists: Callable[[ColumnElement], ColumnElement]
+    subs: dict[str, Column]
+    sort: Any = None  # the value sortBy uses (RFC 7644 §3.4.2.3: the primary, else first)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The attributes of one resource type we store, by lower-case attribute URN."""
+
+    resource: type
+    columns: dict[str, Column]
+    multi: dict[str, MultiValued] = field(default_factory=dict)
+    default_order: Any = None
+
+
+def _meta(prefix: str, created, modified, resource_type: str) -> dict[str, Column]:
+    return {
+        f"{prefix}:meta.created": Column(created, "datetime"),
+        f"{prefix}:meta.lastmodified": Column(modified, "datetime"),
+        f"{prefix}:meta.resourcetype": Column(resource_type, "constant", True),
+    }
+
+
+def _user_mapping() -> Mapping:
+    from blueprints.scim_api.schemas import UserResource
+
+    core, ent = CORE_USER.lower(), ENTERPRISE.lower()
+    email = MemberEmail
+    primary_email = (
+        select(email.value_key)
+        .where(email.membership_id == Membership.id)
+        .order_by(email.primary.desc(), email.position)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return Mapping(
+        resource=UserResource,
+        columns={
+            f"{core}:id": Column(Membership.scim_id, case_exact=True),
+            f"{core}:externalid": Column(Membership.external_id, case_exact=True),
+            f"{core}:username": Column(Membership.user_name_key, "key"),
+            f"{core}:displayname": Column(Membership.display_name),
+            f"{core}:title": Column(Membership.title),
+            f"{core}:active": Column(Membership.active, "boolean"),
+            f"{core}:name.formatted": Column(Membership.formatted_name),
+            f"{core}:name.givenname": Column(Membership.given_name),
+            f"{core}:name.familyname": Column(Membership.family_name),
+            f"{core}:name.middlename": Column(Membership.middle_name),
+            f"{core}:name.honorificprefix": Column(Membership.honorific_prefix),
+            f"{core}:name.honorificsuffix": Column(Membership.honorific_suffix),
+            f"{ent}:employeenumber": Column(Membership.employee_number),
+            f"{ent}:costcenter": Column(Membership.cost_center),
+            f"{ent}:organization": Column(Membership.organization),
+            f"{ent}:division": Column(Membership.division),
+            f"{ent}:department": Column(Membership.department),
+            f"{ent}:manager.value": Column(Membership.manager_id, case_exact=True),
+            **_meta(core, Membership.created_at, Membership.updated_at, "User"),
+        },
+        multi={
+            "emails": MultiValued(
+                exists=lambda where: exists().where(email.membership_id == Membership.id, where),
+                subs={
+                    "value": Column(email.value_key, "key"),
+                    "type": Column(email.type),
+                    "primary": Column(email.primary, "boolean"),
+                    "display": Column(email.display),
+                },
+                sort=primary_email,
+            ),
+            "groups": MultiValued(
+                exists=lambda where: (
+                    exists()
+                    .select_from(TeamMember)
+                    .join(Team, Team.id == TeamMember.team_id)
+                    .where(TeamMember.membership_id == Membership.id, where)
+                ),
+                subs={
+                    "value": Column(Team.scim_id, case_exact=True),
+                    "display": Column(Team.display_name_key, "key"),
+                    "type": Column("direct", "constant"),
+                },
+            ),
+        },
+        default_order=Membership.id,
+    )
+
+
+def _group_mapping() -> Mapping:
+    from blueprints.scim_api.schemas import Group
+
+    core = CORE_GROUP.lower()
+    return Mapping(
+        resource=Group,
+        columns={
+            f"{core}:id": Column(Team.scim_id, case_exact=True),
+            f"{core}:externalid": Column(Team.external_id, case_exact=True),
+            f"{core}:displayname": Column(Team.display_name_key, "key"),
+            **_meta(core, Team.created_at, Team.updated_at, "Group"),
+        },
+        multi={
+            "members": MultiValued(
+                exists=lambda where: (
+                    exists()
+                    .select_from(TeamMember)
+                    .join(Membership, Membership.id == TeamMember.membership_id)
+                    .where(TeamMember.team_id == Team.id, where)
+                ),
+                subs={
+                    "value": Column(Membership.scim_id, case_exact=True),
+                    "display": Column(Membership.display_name),
+                    "type": Column("User", "constant"),
+                },
+            )
+        },
+        default_order=Team.id,
+    )
+
+
+_MAPPINGS: dict[str, Mapping] = {}
+
+
+def mapping(kind: str) -> Mapping:
+    """The mapping for "User" or "Group" (built once: the models import late)."""
+    if kind not in _MAPPINGS:
+        _MAPPINGS[kind] = _user_mapping() if kind == "User" else _group_mapping()
+    return _MAPPINGS[kind]
+
+
+def _bad(detail: str) -> InvalidFilterException:
+    return InvalidFilterException(detail=detail)
+
+
+def _parse_datetime(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidFilterException(detail=f"{where} compares with a date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidFilterException(
+            detail=f"{value!r} is not an RFC 3339 date-time (as in 2026-01-31T12:00:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def compare(column: Column, op: Op, value: Any, where: str) -> ColumnElement:
+    """`column op value`, NULL-safe: a missing attribute matches `ne` and nothing else."""
+    expr = column.expr
+    if column.kind == "constant":
+        return _constant(column.expr, op, value, where)
+    if value is None:
+        if op == Op.eq:
+            return expr.is_(None)
+        if op == Op.ne:
+            return expr.is_not(None)
+        raise InvalidFilterException(detail=f"'{op.value}' cannot compare {where} with null")
+    if column.kind == "boolean":
+        if not isinstance(value, bool):
+            raise _bad(f"{where} is a boolean: compare it with true or false")
+        if op not in (Op.eq, Op.ne):
+            raise _bad(f"'{op.value}' cannot be applied to the boolean {where}")
+    elif column.kind == "datetime":
+        if op in STRING_OPS:
+            raise _bad(f"'{op.value}' cannot be applied to the date-time {where}")
+        value = _parse_datetime(value, where)
+    else:
+        if not isinstance(value, str):
+            raise _bad(f"{where} is a string: compare it with a quoted value")
+        if not column.case_exact:
+            value = fold(value)
+            if column.kind != "key":
+                expr = func.lower(expr)
+    present = column.expr.is_not(None)
+    if op == Op.eq:
+        return and_(present, expr == value)
+    if op == Op.ne:
+        return or_(column.expr.is_(None), expr != value)
+    if op == Op.co:
+        return and_(present, expr.contains(value, autoescape=True))
+    if op == Op.sw:
+        return and_(present, expr.startswith(value, autoescape=True))
+    if op == Op.ew:
+        return and_(present, expr.endswith(value, autoescape=True))
+    operators = {Op.gt: "__gt__", Op.ge: "__ge__", Op.lt: "__lt__", Op.le: "__le__"}
+    return and_(present, getattr(expr, operators[op])(value))
+
+
+def _constant(constant: str, op: Op, value: Any, where: str) -> ColumnElement:
+    """A value every row has (meta.resourceType, groups.type), decided here."""
+    if not isinstance(value, str):
+        return true() if op == Op.ne else false()
+    left, right = constant.lower(), fold(value)
+    result = {
+        Op.eq: left == right,
+        Op.ne: left != right,
+        Op.co: right in left,
+        Op.sw: left.startswith(right),
+        Op.ew: left.endswith(right),
+        Op.gt: left > right,
+        Op.ge: left >= right,
+        Op.lt: left < right,
+        Op.le: left <= right,
+    }[op]
+    return true() if result else false()
+
+
+def present(column: Column) -> ColumnElement:
+    if column.kind == "constant":
+        return true()
+    if column.kind in ("boolean", "datetime"):
+        return column.expr.is_not(None)
+    return and_(column.expr.is_not(None), column.expr != "")
+
+
+class _Compiler(FilterVisitor[ColumnElement]):
+    """A resource-level filter to a WHERE clause."""
+
+    def __init__(self, mapping: Mapping, scim_filter: ScimFilter):
+        self.mapping = mapping
+        self.filter = scim_filter
+
+    def _bind(self, attr_path: AttrPath, comparison: bool):
+        resolve = self.filter.resolve_comparison if comparison else self.filter.resolve
+        try:
+            binding = resolve(attr_path, strict=True)
+        except InvalidFilterException:
+            raise
+        except Exception:
+            binding = None
+        if binding is None:
+            raise InvalidFilterException(detail=f"There is no attribute {attr_path} to filter on.")
+        return binding
+
+    def _column(self, attr_path: AttrPath, comparison: bool):
+        """(Column, None) for a single-valued attribute, (Column, MultiValued) otherwise."""
+        binding = self._bind(attr_path, comparison)
+        if binding.is_multivalued:
+            multi = self.mapping.multi.get(binding.field_name)
+            sub = binding.sub_field_name
+            name = _scim_name(sub) if sub else "value"
+            column = multi.subs.get(name) if multi else None
+            if column is None:
+                raise InvalidFilterException(detail=f"Filtering on {attr_path} is not supported.")
+            return column, multi
+        column = self.mapping.columns.get(binding.urn.lower())
+        if column is None:
+            raise InvalidFilterException(detail=f"Filtering on {attr_path} is not supported.")
+        return column, None
+
+    def visit_comparison(self, node: Comparison) -> ColumnElement:
+        column, multi = self._column(node.attr_path, comparison=True)
+        where = str(node.attr_path)
+        if multi is None:
+            return compare(column, node.op, node.value, where)
+        if node.op == Op.ne:  # no value equals the operand
+            return not_(multi.exists(compare(column, Op.eq, node.value, where)))
+        return multi.exists(compare(column, node.op, node.value, where))
+
+    def visit_present(self, node: Present) -> ColumnElement:
+        binding = self._bind(node.attr_path, comparison=False)
+        if binding.is_multivalued and binding.sub_field_name is None:
+            multi = self.mapping.multi.get(binding.field_name)
+            if multi is None:
+                raise _bad(f"Filtering on {node.attr_path} is not supported.")
+            return multi.exists(true())
+        column, multi = self._column(node.attr_path, comparison=False)
+        return present(column) if multi is None else multi.exists(present(column))
+
+    def visit_not(self, node: Not) -> ColumnElement:
+        return not_(self.visit(node.expr))
+
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement:
+        terms = [self.visit(term) for term in node.terms]
+        return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
+
+    def visit_value_path(self, node: ValuePath) -> ColumnElement:
+        binding = self._bind(node.attr_path, comparison=False)
+        multi = self.mapping.multi.get(binding.field_name) if binding.is_multivalued else None
+        if multi is None:
+            raise InvalidFilterException(
+                detail=f"{node.attr_path} is not a multi-valued attribute we can select values of."
+            )
+        return multi.exists(compile_values(multi, node.val_filter, str(node.attr_path)))
+
+
+class _ValueCompiler(FilterVisitor[ColumnElement]):
+    """The filter inside `attr[...]`, over the sub-attributes of one multi-valued
+    attribute (no nesting, as RFC 7644's errata say)."""
+
+    def __init__(self, multi: MultiValued, parent: str):
+        self.multi, self.parent = multi, parent
+
+    def _column(self, attr_path: AttrPath) -> Column:
+        name = attr_path.attr.lower() if attr_path.sub_attr is None else None
+        column = self.multi.subs.get(name) if name else None
+        if column is None or attr_path.uri:
+            raise InvalidFilterException(
+                detail=f"{self.parent} has no sub-attribute {attr_path} to filter on."
+            )
+        return column
+
+    def visit_comparison(self, node: Comparison) -> ColumnElement:
+        column = self._column(node.attr_path)
+        return compare(column, node.op, node.value, f"{self.parent}.{node.attr_path}")
+
+    def visit_present(self, node: Present) -> ColumnElement:
+        return present(self._column(node.attr_path))
+
+    def visit_not(self, node: Not) -> ColumnElement:
+        return not_(self.visit(node.expr))
+
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement:
+        terms = [self.visit(term) for term in node.terms]
+        return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
+
+    def visit_value_path(self, node: ValuePath) -> ColumnElement:
+        raise InvalidFilterException(detail="A value filter cannot hold another one.")
+
+
+def compile_values(multi: MultiValued, node: FilterNode, parent: str) -> ColumnElement:
+    return _ValueCompiler(multi, parent).visit(node)
+
+
+def _scim_name(field_name: str) -> str:
+    """emails' Python field names are the SCIM names, but camelCase where they differ."""
+    head, *rest = field_name.split("_")
+    return (head + "".join(part.title() for part in rest)).lower()
+
+
+def where_clause(kind: str, scim_filter: ScimFilter | None) -> ColumnElement:
+    """The WHERE clause for a parsed filter on "User" or "Group" resources."""
+    if scim_filter is None:
+        return true()
+    try:
+        node = scim_filter.ast
+    except (InvalidFilterException, InvalidValueException):
+        raise
+    except Exception as exc:  # a parser error of another kind is still a bad filter
+        raise InvalidFilterException(detail=f"The filter is not valid: {exc}") from None
+    return _Compiler(mapping(kind), scim_filter).visit(node)
+
+
+def order_by(kind: str, sort_by: Path | None, descending: bool) -> list:
+    """ORDER BY for sortBy/sortOrder, then the id so that pages are stable; resources
+    without the sorted attribute come last in ascending order (RFC 7644 §3.4.2.3)."""
+    m = mapping(kind)
+    if sort_by is None:
+        return [m.default_order]
+    try:
+        binding = sort_by.resolve()
+    except Exception:
+        binding = None
+    if binding is None:
+        raise InvalidValueException(detail=f"There is no attribute {sort_by} to sort by.")
+    if binding.is_multivalued:
+        multi = m.multi.get(binding.field_name)
+        if multi is None or multi.sort is None:
+            raise InvalidValueException(detail=f"Sorting by {sort_by} is not supported.")
+        expr = multi.sort
+    else:
+        column = m.columns.get(binding.urn.lower())
+        if column is None or column.kind == "constant":
+            raise InvalidValueException(detail=f"Sorting by {sort_by} is not supported.")
+        expr = column.expr
+        if column.kind == "string" and not column.case_exact:
+            expr = func.lower(expr)
+    ordered = expr.desc().nulls_first() if descending else expr.asc().nulls_last()
+    return [ordered, m.default_order.desc() if descending else m.default_order]

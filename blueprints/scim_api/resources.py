@@ -1,0 +1,179 @@
+"""What Users and Groups have in common: parsing bodies, ETags, lists, rendering.
+
+Rendering goes through scim2-models, so `attributes`/`excludedAttributes` and each
+attribute's `returned` characteristic (password: never) are applied by the library.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import request
+from scim2_models import (
+    Context,
+    InvalidSyntaxException,
+    InvalidValueException,
+    ListResponse,
+    PreconditionFailedException,
+    SearchRequest,
+)
+
+from blueprints.scim_api.schemas import DEFAULT_COUNT, MAX_LENGTH, MAX_RESULTS, PROVIDER
+
+
+def json_body() -> Any:
+    """The request body as JSON, or 400 invalidSyntax (RFC 7644 §3.12)."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidSyntaxException(detail="The request has no body; send a JSON object.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidSyntaxException(detail="The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidSyntaxException(detail="The request body must be a JSON object.")
+    return body
+
+
+def validate(model, body: dict, context: Context):
+    """`model` from `body` in a SCIM `context`, under our policy (scim2-models)."""
+    with PROVIDER:
+        return model.model_validate(body, scim_ctx=context)
+
+
+def text(value: str | None, attribute: str) -> str | None:
+    """A string fit for a column: at most MAX_LENGTH characters, no NUL byte."""
+    if value is None:
+        return None
+    if len(value) > MAX_LENGTH:
+        raise InvalidValueException(
+            detail=f"{attribute} is longer than {MAX_LENGTH} characters ({len(value)})."
+        )
+    if "\x00" in value:
+        raise InvalidValueException(detail=f"{attribute} contains a NUL character.")
+    return value
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def _tags(header: str) -> list[str]:
+    return [part.strip() for part in header.split(",") if part.strip()]
+
+
+def check_if_match(version: int) -> None:
+    """If-Match on PUT/PATCH/DELETE: 412 when it names another version (RFC 7644 §3.14)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return
+    tags = _tags(header)
+    current = etag(version)
+    strong = current.removeprefix("W/")
+    if "*" in tags or current in tags or strong in tags:
+        return
+    raise PreconditionFailedException(
+        detail=f"The resource is at version {current}, not {header.strip()}; read it again."
+    )
+
+
+def not_modified(version: int) -> bool:
+    """If-None-Match on GET names the current version: answer 304."""
+    header = request.headers.get("If-None-Match")
+    if header is None:
+        return False
+    tags = _tags(header)
+    current = etag(version)
+    return "*" in tags or current in tags or current.removeprefix("W/") in tags
+
+
+@dataclass
+class Page:
+    start: int
+    count: int
+
+
+def search_request(model, values: dict) -> SearchRequest:
+    """The query (GET parameters or a POST /.search body) as a SearchRequest."""
+    known = {
+        "filter",
+        "sortBy",
+        "sortOrder",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+        "schemas",
+    }
+    data = {key: value for key, value in values.items() if key in known}
+    for key in ("startIndex", "count"):
+        raw = data.get(key)
+        if isinstance(raw, str):
+            try:
+                data[key] = int(raw.strip())
+            except ValueError:
+                raise InvalidValueException(detail=f"{key} must be an integer.") from None
+        elif raw is not None and (isinstance(raw, bool) or not isinstance(raw, int)):
+            raise InvalidValueException(detail=f"{key} must be an integer.")
+    if isinstance(data.get("sortOrder"), str):
+        data["sortOrder"] = data["sortOrder"].strip().lower()
+    data.setdefault("schemas", ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"])
+    with PROVIDER:
+        return SearchRequest[model].model_validate(data)
+
+
+def response_parameters(model, values: dict) -> SearchRequest | None:
+    """`attributes`/`excludedAttributes` of a single read or write (RFC 7644 §3.9)."""
+    if not values.get("attributes") and not values.get("excludedAttributes"):
+        return None
+    return search_request(
+        model,
+        {k: v for k, v in values.items() if k in ("attributes", "excludedAttributes")},
+    )
+
+
+def page(req: SearchRequest) -> Page:
+    """startIndex/count: 1-based, count capped at MAX_RESULTS, 0 gives totals only."""
+    start = req.start_index if req.start_index and req.start_index > 0 else 1
+    count = DEFAULT_COUNT if req.count is None else max(0, min(req.count, MAX_RESULTS))
+    return Page(start, count)
+
+
+def wants(req: SearchRequest | None, attribute: str) -> bool:
+    """Whether a response includes `attribute` (a top-level name, like "members")."""
+    if req is None:
+        return True
+    name = attribute.lower()
+
+    def names(paths) -> set[str]:
+        found = set()
+        for path in paths or ():
+            text_path = str(path).lower()
+            found.add(text_path.rsplit(":", 1)[-1].split(".", 1)[0].split("[", 1)[0])
+        return found
+
+    if req.attributes:
+        return name in names(req.attributes)
+    return name not in names(req.excluded_attributes)
+
+
+def render(model, payload: dict, params: SearchRequest | None) -> dict:
+    """The resource as the client asked for it."""
+    with PROVIDER:
+        resource = model.model_validate(payload)
+        return resource.model_dump(
+            scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=params
+        )
+
+
+def list_response(model, total: int, start: int, resources: list[dict]) -> dict:
+    response = ListResponse[model](
+        total_results=total,
+        start_index=start,
+        items_per_page=len(resources),
+    )
+    body = response.model_dump(scim_ctx=Context.SEARCH_RESPONSE)
+    body["Resources"] = resources
+    return body

@@ -1,0 +1,526 @@
+"""SCIM Users (SPEC F5): a provisioned member of the account.
+
+A User resource is a Membership with `source == "scim"`; members added by hand stay
+invisible here and untouched ("left alone") until the IdP creates a user with their email,
+which adopts the membership instead of duplicating it.
+
+Email and matching, as SPEC F5 says:
+- the member's email is the primary email, else the work one, else the first, else the
+  userName when it is an email address; a user without any is kept ("no email");
+- in the account's verified domains the email joins the existing person (no new
+  passphrase), or creates them with a welcome email whose initial passphrase is made and
+  hashed by the outbox job, never on this request path;
+- elsewhere nobody is joined silently: the membership is "invited" until the person
+  accepts from the invitation email.
+
+Licences: an active member holds a seat (blueprints.common.seats); deactivation or
+deletion frees it and ends the member's sessions; no seat left is 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from datetime import datetime
+
+from scim2_models import (
+    Context,
+    ForbiddenException,
+    InvalidValueException,
+    Name,
+    NotFoundException,
+    PatchOp,
+    UniquenessException,
+)
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import selectinload
+
+from blueprints.common import outbox, seats
+from blueprints.common.urls import absolute_url
+from blueprints.scim_api import filters
+from blueprints.scim_api.resources import (
+    check_if_match,
+    etag,
+    list_response,
+    page,
+    render,
+    text,
+    validate,
+    wants,
+)
+from blueprints.scim_api.schemas import CORE_USER, ENTERPRISE, EnterpriseUser, UserResource
+from models import Domain, MemberEmail, Membership, Team, TeamMember, User
+
+EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+def _domain_of(email: str) -> str:
+    domain = email.rsplit("@", 1)[-1].strip().rstrip(".").lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def member_email(resource: UserResource) -> str | None:
+    """Primary, else work, else first email; else the userName if it is an email."""
+    emails = [e for e in resource.emails or [] if e.value and e.value.strip()]
+    for e in emails:
+        if e.primary:
+            return e.value.strip()
+    for e in emails:
+        if (e.type or "").lower() == "work":
+            return e.value.strip()
+    if emails:
+        return emails[0].value.strip()
+    if resource.user_name and EMAIL_LIKE.fullmatch(resource.user_name.strip()):
+        return resource.user_name.strip()
+    return None
+
+
+def _verified(session, account_id: int, email: str) -> bool:
+    return (
+        session.scalar(
+            select(Domain.id).where(
+                Domain.account_id == account_id,
+                Domain.status == "verified",
+                Domain.name == _domain_of(email),
+            )
+        )
+        is not None
+    )
+
+
+# --- Reading ------------------------------------------------------------------------------
+
+
+def get(session, account_id: int, scim_id: str) -> Membership:
+    """The account's provisioned user `scim_id`, or 404 (another account's id included)."""
+    member = session.scalar(
+        select(Membership)
+        .where(
+            Membership.scim_id == scim_id[:36],
+            Membership.account_id == account_id,
+            Membership.source == "scim",
+        )
+        .options(selectinload(Membership.emails))
+    )
+    if member is None:
+        raise NotFoundException(detail=f"There is no user {scim_id!r}.")
+    return member
+
+
+def groups_of(session, membership_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    """Each member's teams as (id, displayName), for the read-only `groups`."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    if not membership_ids:
+        return found
+    rows = session.execute(
+        select(TeamMember.membership_id, Team.scim_id, Team.display_name)
+        .join(Team, Team.id == TeamMember.team_id)
+        .where(TeamMember.membership_id.in_(membership_ids))
+        .order_by(Team.id)
+    )
+    for membership_id, scim_id, display in rows:
+        found.setdefault(membership_id, []).append((scim_id, display))
+    return found
+
+
+def payload(member: Membership, groups: list[tuple[str, str]], base: str) -> dict:
+    """The full User resource as JSON (before attributes/excludedAttributes)."""
+    name = {
+        "formatted": member.formatted_name,
+        "familyName": member.family_name,
+        "givenName": member.given_name,
+        "middleName": member.middle_name,
+        "honorificPrefix": member.honorific_prefix,
+        "honorificSuffix": member.honorific_suffix,
+    }
+    enterprise = {
+        "employeeNumber": member.employee_number,
+        "costCenter": member.cost_center,
+        "organization": member.organization,
+        "division": member.division,
+        "department": member.department,
+        "manager": {"value": member.manager_id, "$ref": f"{base}/Users/{member.manager_id}"}
+        if member.manager_id
+        else None,
+    }
+    body = {
+        "schemas": [CORE_USER],
+        "id": member.scim_id,
+        "externalId": member.external_id,
+        "userName": member.user_name,
+        "name": name if any(name.values()) else None,
+        "displayName": member.display_name,
+        "title": member.title,
+        "active": member.active,
+        "emails": [
+            {"value": e.value, "type": e.type, "primary": e.primary or None, "display": e.display}
+            for e in member.emails
+        ]
+        or None,
+        "groups": [
+            {"value": scim_id, "$ref": f"{base}/Groups/{scim_id}", "display": display}
+            for scim_id, display in groups
+        ]
+        or None,
+        "meta": {
+            "resourceType": "User",
+            "created": member.created_at.isoformat(),
+            "lastModified": member.updated_at.isoformat(),
+            "location": f"{base}/Users/{member.scim_id}",
+            "version": etag(member.version),
+        },
+    }
+    if any(value is not None for value in enterprise.values()):
+        body["schemas"].append(ENTERPRISE)
+        body[ENTERPRISE] = enterprise
+    return body
+
+
+def show(session, member: Membership, base: str, params) -> dict:
+    groups = groups_of(session, [member.id]).get(member.id, []) if wants(params, "groups") else []
+    return render(UserResource, payload(member, groups, base), params)
+
+
+def search(session, account_id: int, req, base: str) -> dict:
+    """GET /Users and POST /Users/.search: filter, sort and page in SQL."""
+    where = and_(
+        Membership.account_id == account_id,
+        Membership.source == "scim",
+        filters.where_clause("User", req.filter),
+    )
+    descending = req.sort_order is not None and req.sort_order.value == "descending"
+    order = filters.order_by("User", req.sort_by, descending)
+    window = page(req)
+    total = session.scalar(select(func.count()).select_from(Membership).where(where))
+    resources: list[dict] = []
+    if window.count and total >= window.start:
+        # Ids first (an index-only walk, even deep into the list), then those rows.
+        ids = session.scalars(
+            select(Membership.id)
+            .where(where)
+            .order_by(*order)
+            .offset(window.start - 1)
+            .limit(window.count)
+        ).all()
+        rows = {
+            m.id: m
+            for m in session.scalars(
+                select(Membership)
+                .where(Membership.id.in_(ids))
+                .options(selectinload(Membership.emails))
+            )
+        }
+        groups = groups_of(session, list(ids)) if wants(req, "groups") else {}
+        resources = [
+            render(UserResource, payload(rows[i], groups.get(i, []), base), req) for i in ids
+        ]
+    return list_response(UserResource, total, window.start, resources)
+
+
+# --- Writing ------------------------------------------------------------------------------
+
+
+def _write_attributes(member: Membership, resource: UserResource) -> None:
+    """Every stored attribute from `resource` (PUT semantics: absent means cleared)."""
+    user_name = (resource.user_name or "").strip()
+    if not user_name:
+        raise InvalidValueException(detail="userName is required and cannot be empty.")
+    member.user_name = text(user_name, "userName")
+    member.user_name_key = filters.fold(user_name)
+    member.external_id = text(resource.external_id, "externalId")
+    member.display_name = text(resource.display_name, "displayName")
+    member.title = text(resource.title, "title")
+    name = resource.name or Name()
+    member.formatted_name = text(name.formatted, "name.formatted")
+    member.given_name = text(name.given_name, "name.givenName")
+    member.family_name = text(name.family_name, "name.familyName")
+    member.middle_name = text(name.middle_name, "name.middleName")
+    member.honorific_prefix = text(name.honorific_prefix, "name.honorificPrefix")
+    member.honorific_suffix = text(name.honorific_suffix, "name.honorificSuffix")
+    ent = resource[EnterpriseUser] or EnterpriseUser()
+    prefix = f"{ENTERPRISE}:"
+    member.employee_number = text(ent.employee_number, prefix + "employeeNumber")
+    member.cost_center = text(ent.cost_center, prefix + "costCenter")
+    member.organization = text(ent.organization, prefix + "organization")
+    member.division = text(ent.division, prefix + "division")
+    member.department = text(ent.department, prefix + "department")
+    manager = ent.manager.value if ent.manager and ent.manager.value else None
+    member.manager_id = text(manager, prefix + "manager")
+    wanted = [
+        (
+            text(e.value, "emails.value"),
+            text(e.type, "emails.type"),
+            bool(e.primary),
+            text(e.display, "emails.display"),
+        )
+        for e in resource.emails or []
+    ]
+    if sum(1 for *_, primary, _ in wanted if primary) > 1:
+        raise InvalidValueException(detail="Only one of the emails can be primary.")
+    current = [(e.value, e.type, e.primary, e.display) for e in member.emails]
+    if wanted != current:
+        member.emails = [
+            MemberEmail(
+                position=position,
+                value=value,
+                value_key=filters.fold(value) if value else None,
+                type=type_,
+                primary=primary,
+                display=display,
+            )
+            for position, (value, type_, primary, display) in enumerate(wanted)
+        ]
+
+
+def _check_unique(session, member: Membership, account_id: int) -> None:
+    """A friendly 409 before the insert; the unique constraints decide under races."""
+    clash = select(Membership.id).where(Membership.account_id == account_id)
+    if member.id is not None:
+        clash = clash.where(Membership.id != member.id)
+    if session.scalar(clash.where(Membership.user_name_key == member.user_name_key)):
+        raise UniquenessException(detail=f"A user with userName {member.user_name!r} exists.")
+    if member.external_id is not None and session.scalar(
+        clash.where(Membership.external_id == member.external_id)
+    ):
+        raise UniquenessException(detail=f"A user with externalId {member.external_id!r} exists.")
+
+
+def _probe(resource: UserResource, account_id: int) -> Membership:
+    probe = Membership(account_id=account_id)
+    probe.user_name = (resource.user_name or "").strip()
+    probe.user_name_key = filters.fold(probe.user_name)
+    probe.external_id = resource.external_id
+    return probe
+
+
+def _other_active_owner(session, member: Membership) -> bool:
+    return (
+        session.scalar(
+            select(Membership.id).where(
+                Membership.account_id == member.account_id,
+                Membership.role == "owner",
+                Membership.active.is_(True),
+                Membership.id != member.id,
+            )
+        )
+        is not None
+    )
+
+
+def _end_sessions(member: Membership) -> None:
+    if member.user is not None:
+        member.user.session_generation = User.session_generation + 1
+
+
+def set_active(session, member: Membership, active: bool) -> None:
+    """Activate (takes a seat, or 403) or deactivate (frees it, ends sessions)."""
+    if active:
+        if not seats.take(session, member):
+            raise ForbiddenException(
+                detail="Licence limit reached: every seat of this account is in use. "
+                "Deactivate a member or raise the seat limit, then retry."
+            )
+        member.active = True
+        return
+    if member.active and member.role == "owner" and not _other_active_owner(session, member):
+        raise ForbiddenException(
+            detail="This user is the account's only active owner; the IdP cannot "
+            "deactivate or delete them. Make another member an owner first."
+        )
+    seats.release(session, member)
+    if member.active:
+        _end_sessions(member)
+    member.active = False
+
+
+def _invite(member: Membership, now: datetime) -> str:
+    token = secrets.token_urlsafe(32)
+    member.invitation_token_hash = hashlib.sha256(token.encode()).hexdigest()
+    member.invited_at = now
+    return token
+
+
+def _match_email(session, member: Membership, email: str | None, now: datetime) -> list:
+    """Link `member` to the person `email` names, as SPEC F5 says; returns the emails to
+    queue once the row has an id: ("welcome", user) or ("invite", token)."""
+    member.email = text(email, "email")
+    if email is None:
+        return []
+    if not _verified(session, member.account_id, email):
+        return [("invite", _invite(member, now))]
+    member.invitation_token_hash = None
+    user = session.scalar(select(User).where(User.email_key == email_key(email)))
+    if user is not None:
+        member.user = user
+        return []
+    user = User(
+        email=email,
+        email_key=email_key(email),
+        display_name=member.display_name,
+        passphrase_hash=None,
+        must_change_passphrase=True,
+        session_generation=1,
+        created_at=now,
+    )
+    session.add(user)
+    member.user = user
+    return [("welcome", user)]
+
+
+def _change_email(session, member: Membership, email: str | None, now: datetime) -> list:
+    """The IdP changed the member's email: match again while the member has nobody
+    linked; a linked person keeps their sign-in (their email is theirs, possibly in other
+    accounts) unless both addresses are in this account's verified domains and the new
+    one is free, in which case it follows."""
+    if (email or None) == member.email:
+        return []
+    if member.user is None:
+        member.invitation_token_hash = None
+        return _match_email(session, member, email, now)
+    member.email = text(email, "email")
+    user = member.user
+    if (
+        email
+        and email_key(email) != user.email_key
+        and _verified(session, member.account_id, email)
+        and _verified(session, member.account_id, user.email)
+        and session.scalar(select(User.id).where(User.email_key == email_key(email))) is None
+    ):
+        user.email, user.email_key = email, email_key(email)
+    return []
+
+
+def _queue(session, member: Membership, pending: list, account_name: str) -> None:
+    for kind, value in pending:
+        if kind == "welcome":
+            outbox.enqueue_welcome(session, value, account_name)
+        else:
+            outbox.enqueue(
+                session,
+                member.email,
+                f"You are invited to join {account_name}",
+                "invitation",
+                account_name=account_name,
+                accept_url=absolute_url(f"/invitations/{value}"),
+            )
+
+
+def create(session, connector, body: dict, now: datetime) -> Membership:
+    """POST /Users."""
+    resource = validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST)
+    account_id = connector.account_id
+    email = member_email(resource)
+    # userName and externalId first: a repeated create is a 409 about the userName.
+    _check_unique(session, _probe(resource, account_id), account_id)
+    member = None
+    if email is not None and _verified(session, account_id, email):
+        # The person may already be a (manual) member: adopt that membership.
+        member = session.scalar(
+            select(Membership)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.account_id == account_id, User.email_key == email_key(email))
+        )
+        if member is not None and member.source == "scim":
+            raise UniquenessException(
+                detail=f"The email {email} already belongs to the user {member.user_name!r}."
+            )
+    pending: list = []
+    with session.no_autoflush:
+        if member is None:
+            member = Membership(
+                account_id=account_id, role="member", active=False, licensed=False, created_at=now
+            )
+            _write_attributes(member, resource)
+            _check_unique(session, member, account_id)
+            session.add(member)
+            pending = _match_email(session, member, email, now)
+        else:
+            _write_attributes(member, resource)
+            _check_unique(session, member, account_id)
+            member.email = email
+        member.scim_id = str(uuid.uuid4())
+        member.source = "scim"
+        member.updated_at = now
+        set_active(session, member, True if resource.active is None else resource.active)
+    session.flush()
+    if pending:
+        _queue(session, member, pending, connector.account.name)
+    return member
+
+
+def _apply(session, connector, member: Membership, resource, now: datetime) -> None:
+    """Write a whole resource (PUT, or the result of a PATCH) onto `member`."""
+    with session.no_autoflush:
+        _write_attributes(member, resource)
+        _check_unique(session, member, member.account_id)
+        pending = _change_email(session, member, member_email(resource), now)
+        if resource.active is not None and resource.active != member.active:
+            set_active(session, member, resource.active)
+    if session.is_modified(member):
+        member.updated_at = now
+    session.flush()
+    if pending:
+        _queue(session, member, pending, connector.account.name)
+
+
+def replace(session, connector, scim_id: str, body: dict, now: datetime) -> Membership:
+    """PUT /Users/<id>: every attribute we store is replaced; `active` only when sent."""
+    member = get(session, connector.account_id, scim_id)
+    check_if_match(member.version)
+    resource = validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST)
+    _apply(session, connector, member, resource, now)
+    return member
+
+
+def current_resource(member: Membership) -> UserResource:
+    """The stored user as a model, for PATCH to apply its operations to."""
+    body = payload(member, [], "")
+    body.pop("groups", None)
+    body.pop("meta", None)
+    body.setdefault("schemas", [CORE_USER])
+    if ENTERPRISE not in body["schemas"]:
+        body["schemas"].append(ENTERPRISE)
+        body[ENTERPRISE] = {}
+    manager = (body.get(ENTERPRISE) or {}).get("manager")
+    if manager:
+        manager.pop("$ref", None)
+    return validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST)
+
+
+def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Membership:
+    """PATCH /Users/<id> (RFC 7644 §3.5.2, with Okta's and Entra ID's forms)."""
+    member = get(session, connector.account_id, scim_id)
+    check_if_match(member.version)
+    operations = validate(PatchOp[UserResource], body, Context.RESOURCE_PATCH_REQUEST)
+    resource = current_resource(member)
+    from blueprints.scim_api.schemas import PROVIDER
+
+    with PROVIDER:
+        changed = operations.patch(resource)
+    if changed:
+        _apply(session, connector, member, resource, now)
+    return member
+
+
+def delete(session, connector, scim_id: str) -> None:
+    """DELETE /Users/<id>: the membership goes, its seat and sessions with it."""
+    member = get(session, connector.account_id, scim_id)
+    check_if_match(member.version)
+    set_active(session, member, False)
+    session.execute(
+        update(Team)
+        .where(Team.id.in_(select(TeamMember.team_id).where(TeamMember.membership_id == member.id)))
+        .values(version=Team.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.delete(member)
+    session.flush()
