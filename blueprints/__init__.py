@@ -8,6 +8,7 @@ def register_blueprints(app: Flask) -> None:
     from blueprints.common.errors import register_error_handlers
     from blueprints.dashboard.routes import bp as dashboard_bp
     from blueprints.domains.routes import bp as domains_bp
+    from blueprints.invitations.routes import bp as invitations_bp
     from blueprints.members.routes import bp as members_bp
     from blueprints.scim_api.routes import bp as scim_api_bp
     from blueprints.scim_settings.routes import bp as scim_settings_bp
@@ -19,5 +20,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(sso_bp)
     app.register_blueprint(scim_settings_bp)
     app.register_blueprint(members_bp)
+    app.register_blueprint(invitations_bp)
     app.register_blueprint(scim_api_bp)
     register_error_handlers(app)

@@ -107,7 +107,7 @@ def _render_welcome(email: OutboxEmail) -> tuple[str, str]:
         "account_name": email.subject.removeprefix("Welcome to "),
         "email": user.email,
         "passphrase": passphrase,
-        "login_url": absolute_url("/login"),
+        "login_url": absolute_url("auth.login"),
     }
     return (
         render_template("emails/welcome.txt", **context),

@@ -18,9 +18,9 @@ def index():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     rows = db.session.execute(
         select(Membership, User)
-        .join(User, User.id == Membership.user_id)
+        .outerjoin(User, User.id == Membership.user_id)
         .where(Membership.account_id == current_membership().account_id)
-        .order_by(User.email_key, Membership.id)
+        .order_by(Membership.id)
         .limit(PAGE_SIZE + 1)
         .offset((page - 1) * PAGE_SIZE)
     ).all()

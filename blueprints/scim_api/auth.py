@@ -149,28 +149,44 @@ def install(bp: Blueprint) -> None:
 
     @bp.after_request
     def record(response):
-        """One row per request for the SCIM page's log (method, resource, outcome)."""
+        """Commit the request's work together with its log row (method, resource,
+        outcome): one transaction, one commit per request. An error response rolls the
+        work back first; a commit that fails turns the answer into a 503."""
         if response.status_code >= 400:
             db.session.rollback()  # an error changes nothing (SPEC F5, "Errors")
         connector = g.get("scim_log_connector")
-        if connector is None:
-            return response  # an unknown connector id has no log to write to
-        resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
-        detail = g.get("scim_error_detail")
+        if connector is not None:
+            _add_log_row(connector, response.status_code)
         try:
-            db.session.add(
-                ScimRequestLog(
-                    connector_id=connector.id,
-                    method=request.method[:10],
-                    resource=_printable(resource, 300),
-                    status=response.status_code,
-                    outcome="success" if response.status_code < 400 else "failure",
-                    detail=_printable(detail, 500) if detail else None,
-                    created_at=utcnow(),
-                )
-            )
             db.session.commit()
-        except Exception:  # the log must never turn an answer into an error
+        except Exception:
             db.session.rollback()
-            log.exception("could not record a SCIM request")
+            log.exception("could not commit a SCIM request")
+            failed = error_response(
+                503, "The change could not be saved; retry shortly.", headers={"Retry-After": "1"}
+            )
+            if connector is not None:
+                try:  # the log must never turn an answer into another error
+                    _add_log_row(connector, failed.status_code)
+                    db.session.commit()
+                except Exception:
+                    db.session.rollback()
+                    log.exception("could not record a SCIM request")
+            return failed
         return response
+
+
+def _add_log_row(connector: ScimConnector, status: int) -> None:
+    resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
+    detail = g.get("scim_error_detail")
+    db.session.add(
+        ScimRequestLog(
+            connector_id=connector.id,
+            method=request.method[:10],
+            resource=_printable(resource, 300),
+            status=status,
+            outcome="success" if status < 400 else "failure",
+            detail=_printable(detail, 500) if detail else None,
+            created_at=utcnow(),
+        )
+    )

@@ -144,11 +144,14 @@ def _user_mapping() -> Mapping:
                 sort=primary_email,
             ),
             "groups": MultiValued(
+                # select(...).exists(): an Exists has no .join(), so the joined form
+                # built by exists().select_from(...).join(...) raised (a 500 on any
+                # `groups` filter).
                 exists=lambda where: (
-                    exists()
-                    .select_from(TeamMember)
+                    select(TeamMember.team_id)
                     .join(Team, Team.id == TeamMember.team_id)
                     .where(TeamMember.membership_id == Membership.id, where)
+                    .exists()
                 ),
                 subs={
                     "value": Column(Team.scim_id, case_exact=True),
@@ -175,11 +178,11 @@ def _group_mapping() -> Mapping:
         },
         multi={
             "members": MultiValued(
-                exists=lambda where: (
-                    exists()
-                    .select_from(TeamMember)
+                exists=lambda where: (  # select(...).exists(), as for a user's groups
+                    select(TeamMember.membership_id)
                     .join(Membership, Membership.id == TeamMember.membership_id)
                     .where(TeamMember.team_id == Team.id, where)
+                    .exists()
                 ),
                 subs={
                     "value": Column(Membership.scim_id, case_exact=True),
@@ -215,7 +218,26 @@ def _parse_datetime(value: Any, where: str) -> datetime:
         raise InvalidFilterException(
             detail=f"{value!r} is not an RFC 3339 date-time (as in 2026-01-31T12:00:00Z)"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+14:00" is before year 1 in UTC: was a 500
+        raise InvalidFilterException(
+            detail=f"{value!r} is outside the date-times we can compare (years 1 to 9999, UTC)"
+        ) from None
+
+
+def _storable(value: str, where: str) -> str:
+    """A string operand the database can bind: the parser decodes JSON escapes, so
+    `"\\u0000"` (PostgreSQL refuses NUL in text) and a lone surrogate `"\\ud800"` (not
+    encodable as UTF-8) reached the driver and were a 500. No stored value holds either
+    (resources.text refuses NUL), so such a filter is refused as invalid."""
+    if "\x00" in value:
+        raise _bad(f"The value compared with {where} contains a NUL character.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(f"The value compared with {where} is not valid Unicode.") from None
+    return value
 
 
 def compare(column: Column, op: Op, value: Any, where: str) -> ColumnElement:
@@ -241,6 +263,7 @@ def compare(column: Column, op: Op, value: Any, where: str) -> ColumnElement:
     else:
         if not isinstance(value, str):
             raise _bad(f"{where} is a string: compare it with a quoted value")
+        value = _storable(value, where)
         if not column.case_exact:
             value = fold(value)
             if column.kind != "key":
@@ -429,7 +452,9 @@ def order_by(kind: str, sort_by: Path | None, descending: bool) -> list:
         raise InvalidValueException(detail=f"There is no attribute {sort_by} to sort by.")
     if binding.is_multivalued:
         multi = m.multi.get(binding.field_name)
-        if multi is None or multi.sort is None:
+        # multi.sort is the primary (else first) *value*: `emails.type` or `emails.display`
+        # used to sort silently by the email address instead.
+        if multi is None or multi.sort is None or binding.sub_field_name not in (None, "value"):
             raise InvalidValueException(detail=f"Sorting by {sort_by} is not supported.")
         expr = multi.sort
     else:

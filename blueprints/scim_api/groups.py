@@ -26,6 +26,7 @@ from scim2_models import (
     UniquenessException,
 )
 from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from blueprints.common.sql import insert_or_ignore
 from blueprints.scim_api import filters
@@ -36,6 +37,7 @@ from blueprints.scim_api.resources import (
     page,
     render,
     text,
+    usable_id,
     validate,
     wants,
 )
@@ -46,13 +48,16 @@ MEMBERS = "members"
 
 
 def get(session, account_id: int, scim_id: str) -> Team:
-    team = session.scalar(
-        select(Team).where(
-            Team.scim_id == scim_id[:36],
-            Team.account_id == account_id,
-            Team.source == "scim",
+    # PostgreSQL refuses NUL in text (a 500 otherwise); no group id has one.
+    team = None
+    if usable_id(scim_id):
+        team = session.scalar(
+            select(Team).where(
+                Team.scim_id == scim_id,
+                Team.account_id == account_id,
+                Team.source == "scim",
+            )
         )
-    )
     if team is None:
         raise NotFoundException(detail=f"There is no group {scim_id!r}.")
     return team
@@ -164,15 +169,22 @@ def _member_values(value, where: str) -> list[str]:
             raise InvalidValueException(
                 detail=f"{where}: each member is an object with the user's id as 'value'."
             )
-        ids.append(member_id.strip())
+        ids.append(_checked_id(member_id.strip()))
     return ids
+
+
+def _checked_id(member_id: str) -> str:
+    """A member id fit for a query: PostgreSQL refuses NUL in text (a 500 otherwise)."""
+    if "\x00" in member_id:
+        raise InvalidValueException(detail="A member's 'value' contains a NUL character.")
+    return member_id
 
 
 def _resolve_members(session, account_id: int, ids: list[str]) -> list[int]:
     """Membership row ids for user ids of this account; an unknown id is a 400."""
     if not ids:
         return []
-    wanted = list(dict.fromkeys(i[:36] for i in ids))
+    wanted = list(dict.fromkeys(_checked_id(i) for i in ids))
     found = dict(
         session.execute(
             select(Membership.scim_id, Membership.id).where(
@@ -191,30 +203,40 @@ def _resolve_members(session, account_id: int, ids: list[str]) -> list[int]:
     return [found[i] for i in wanted]
 
 
-def _add_members(session, team: Team, membership_ids: list[int], now: datetime) -> None:
+def _add_members(session, team: Team, membership_ids: list[int], now: datetime) -> bool:
+    """True when someone was not a member yet."""
+    added = False
     for membership_id in membership_ids:
-        insert_or_ignore(
+        added |= insert_or_ignore(
             session,
             TeamMember.__table__,
             {"team_id": team.id, "membership_id": membership_id, "created_at": now},
             ["team_id", "membership_id"],
         )
+    return added
 
 
-def _remove_members(session, team: Team, condition=None) -> None:
+def _remove_members(session, team: Team, condition=None) -> bool:
+    """True when someone was removed."""
     statement = delete(TeamMember).where(TeamMember.team_id == team.id)
     if condition is not None:
         statement = statement.where(condition)
-    session.execute(statement.execution_options(synchronize_session=False))
+    return session.execute(statement.execution_options(synchronize_session=False)).rowcount > 0
 
 
 def _bump(session, team: Team, now: datetime) -> None:
-    session.execute(
+    """`version + 1` in SQL; the new values are copied onto `team` (RETURNING), since the
+    response is rendered from it before the request's commit would expire it: without
+    this, a PATCH or PUT answered with the previous version and lastModified."""
+    version, updated_at = session.execute(
         update(Team)
         .where(Team.id == team.id)
         .values(version=Team.version + 1, updated_at=now)
+        .returning(Team.version, Team.updated_at)
         .execution_options(synchronize_session=False)
-    )
+    ).one()
+    set_committed_value(team, "version", version)
+    set_committed_value(team, "updated_at", updated_at)
 
 
 def create(session, connector, body: dict, now: datetime) -> Team:
@@ -261,7 +283,8 @@ def _targets_members(path) -> bool:
 
 
 def _members_op(session, team: Team, op: str, path, value, now: datetime) -> bool:
-    """One PATCH operation on `members`; True when it may have changed something."""
+    """One PATCH operation on `members`; True when it changed the member list (adding a
+    member again or removing a non-member leaves the version as it is)."""
     value_filter = path.value_filter if path is not None else None
     if path is not None and len(path.parts) > 1:
         raise MutabilityException(
@@ -274,17 +297,15 @@ def _members_op(session, team: Team, op: str, path, value, now: datetime) -> boo
             matched = select(Membership.id).where(
                 Membership.account_id == team.account_id, condition
             )
-            _remove_members(session, team, TeamMember.membership_id.in_(matched))
-        elif value is not None:  # Entra ID: remove these members
+            return _remove_members(session, team, TeamMember.membership_id.in_(matched))
+        if value is not None:  # Entra ID: remove these members
             ids = _member_values(value, MEMBERS)
             rows = select(Membership.id).where(
                 Membership.account_id == team.account_id,
-                Membership.scim_id.in_([i[:36] for i in ids]),
+                Membership.scim_id.in_([i for i in ids if usable_id(i)]),
             )
-            _remove_members(session, team, TeamMember.membership_id.in_(rows))
-        else:
-            _remove_members(session, team)
-        return True
+            return _remove_members(session, team, TeamMember.membership_id.in_(rows))
+        return _remove_members(session, team)
     if value_filter is not None:
         raise InvalidPathException(
             detail="Add or replace members with the path 'members' and a list of members."
@@ -292,13 +313,16 @@ def _members_op(session, team: Team, op: str, path, value, now: datetime) -> boo
     membership_ids = _resolve_members(
         session, team.account_id, _member_values(value, MEMBERS) if value is not None else []
     )
+    removed = False
     if op == "replace":
         if membership_ids:
-            _remove_members(session, team, TeamMember.membership_id.not_in(membership_ids))
+            removed = _remove_members(
+                session, team, TeamMember.membership_id.not_in(membership_ids)
+            )
         else:
-            _remove_members(session, team)
-    _add_members(session, team, membership_ids, now)
-    return True
+            removed = _remove_members(session, team)
+    added = _add_members(session, team, membership_ids, now)
+    return removed or added
 
 
 def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Team:
@@ -326,15 +350,19 @@ def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Team:
                 entry["value"] = operation.value
             others.append({k: v for k, v in entry.items() if v is not None or k == "value"})
     if others:
-        resource = validate(
-            Group,
-            {
-                "schemas": [CORE_GROUP],
-                "displayName": team.display_name,
-                "externalId": team.external_id,
-            },
-            Context.RESOURCE_REPLACEMENT_REQUEST,
-        )
+        # The stored state, id included and validated outside any request context (a
+        # request context would drop the read-only id): Okta's rename sends
+        # {"op": "replace", "value": {"id": <this group's id>, "displayName": ...}}, and
+        # scim2-models refuses a read-only attribute only when its value changes.
+        with PROVIDER:
+            resource = Group.model_validate(
+                {
+                    "schemas": [CORE_GROUP],
+                    "id": team.scim_id,
+                    "displayName": team.display_name,
+                    "externalId": team.external_id,
+                }
+            )
         rest_ops = validate(
             PatchOp[Group],
             {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": others},

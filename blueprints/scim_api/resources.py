@@ -37,6 +37,12 @@ def json_body() -> Any:
     return body
 
 
+def usable_id(scim_id: str) -> bool:
+    """Whether `scim_id` can name a resource: ids are UUIDs (36 characters), so anything
+    longer or holding a NUL is unknown without a query."""
+    return len(scim_id) <= 36 and "\x00" not in scim_id
+
+
 def validate(model, body: dict, context: Context):
     """`model` from `body` in a SCIM `context`, under our policy (scim2-models)."""
     with PROVIDER:
@@ -53,6 +59,12 @@ def text(value: str | None, attribute: str) -> str | None:
         )
     if "\x00" in value:
         raise InvalidValueException(detail=f"{attribute} contains a NUL character.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can escape a lone surrogate ("\ud800")
+        raise InvalidValueException(
+            detail=f"{attribute} is not valid Unicode (a lone surrogate)."
+        ) from None
     return value
 
 
@@ -87,6 +99,9 @@ def not_modified(version: int) -> bool:
     tags = _tags(header)
     current = etag(version)
     return "*" in tags or current in tags or current.removeprefix("W/") in tags
+
+
+MAX_START_INDEX = 2**31 - 1
 
 
 @dataclass
@@ -138,6 +153,9 @@ def page(req: SearchRequest) -> Page:
     """startIndex/count: 1-based, count capped at MAX_RESULTS, 0 gives totals only."""
     start = req.start_index if req.start_index and req.start_index > 0 else 1
     count = DEFAULT_COUNT if req.count is None else max(0, min(req.count, MAX_RESULTS))
+    if start > MAX_START_INDEX:
+        # Past any list we could hold; an OFFSET that large overflows SQLite's integers.
+        count = 0
     return Page(start, count)
 
 

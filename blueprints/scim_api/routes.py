@@ -123,7 +123,7 @@ def search_resources(kind: str):
 def create_resource(kind: str):
     service, _ = KINDS[kind]
     row = service.create(db.session, g.scim_connector, json_body(), utcnow())
-    db.session.commit()
+    db.session.flush()
     return _resource_response(kind, row, 201)
 
 
@@ -140,7 +140,7 @@ def get_resource(kind: str, scim_id: str):
 def replace_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     row = service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow())
-    db.session.commit()
+    db.session.flush()
     return _resource_response(kind, row)
 
 
@@ -149,7 +149,7 @@ def patch_resource(kind: str, scim_id: str):
     """200 with the resource as it now is (honouring attributes/excludedAttributes)."""
     service, _ = KINDS[kind]
     row = service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow())
-    db.session.commit()
+    db.session.flush()
     return _resource_response(kind, row)
 
 
@@ -159,7 +159,7 @@ def delete_resource(kind: str, scim_id: str):
         users.delete(db.session, g.scim_connector, scim_id)
     else:
         groups.delete_group(db.session, g.scim_connector, scim_id)
-    db.session.commit()
+    db.session.flush()
     return _empty(204)
 
 
@@ -176,5 +176,10 @@ def not_found(anything: str = ""):
     if anything.split("/", 1)[0] in DISCOVERY:
         return error_response(
             405, "Discovery endpoints are read-only: use GET.", headers={"Allow": "GET"}
+        )
+    if anything.strip("/") == ".search":
+        # RFC 7644 §3.4.3 makes a search across resource types optional; no IdP uses it.
+        return error_response(
+            404, "Search one resource type: POST /Users/.search or /Groups/.search."
         )
     return error_response(404, f"There is no SCIM endpoint /{anything}.")

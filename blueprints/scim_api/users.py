@@ -54,6 +54,8 @@ from blueprints.scim_api.schemas import CORE_USER, ENTERPRISE, EnterpriseUser, U
 from models import Domain, MemberEmail, Membership, Team, TeamMember, User
 
 EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
+PERSON_NAME = 200  # characters of user.display_name
 
 
 def email_key(email: str) -> str:
@@ -71,16 +73,23 @@ def _domain_of(email: str) -> str:
 def member_email(resource: UserResource) -> str | None:
     """Primary, else work, else first email; else the userName if it is an email."""
     emails = [e for e in resource.emails or [] if e.value and e.value.strip()]
-    for e in emails:
-        if e.primary:
-            return e.value.strip()
-    for e in emails:
-        if (e.type or "").lower() == "work":
-            return e.value.strip()
-    if emails:
-        return emails[0].value.strip()
-    if resource.user_name and EMAIL_LIKE.fullmatch(resource.user_name.strip()):
-        return resource.user_name.strip()
+    chosen = (
+        next((e for e in emails if e.primary), None)
+        or next((e for e in emails if (e.type or "").lower() == "work"), None)
+        or (emails[0] if emails else None)
+    )
+    if chosen is not None:
+        # The person's address (user.email, the outbox) holds MAX_EMAIL characters, the
+        # most an address can have; a longer one reached PostgreSQL and was a 500.
+        if len(chosen.value.strip()) > MAX_EMAIL:
+            raise InvalidValueException(
+                detail=f"The member's email is longer than {MAX_EMAIL} characters, "
+                "the most an email address can have."
+            )
+        return chosen.value.strip()
+    user_name = (resource.user_name or "").strip()
+    if EMAIL_LIKE.fullmatch(user_name) and len(user_name) <= MAX_EMAIL:
+        return user_name  # a longer userName is kept, but it cannot be an address
     return None
 
 
@@ -102,10 +111,15 @@ def _verified(session, account_id: int, email: str) -> bool:
 
 def get(session, account_id: int, scim_id: str) -> Membership:
     """The account's provisioned user `scim_id`, or 404 (another account's id included)."""
+    if len(scim_id) > 36 or "\x00" in scim_id:
+        # No id is longer than the column (truncating instead made "<id>x" name the user
+        # <id>, so GET, PUT, PATCH and DELETE on that path reached them) and none holds a
+        # NUL, which PostgreSQL refuses in a query: "/Users/%00" was a 500 there.
+        raise NotFoundException(detail=f"There is no user {scim_id[:100]!r}.")
     member = session.scalar(
         select(Membership)
         .where(
-            Membership.scim_id == scim_id[:36],
+            Membership.scim_id == scim_id,
             Membership.account_id == account_id,
             Membership.source == "scim",
         )
@@ -186,7 +200,9 @@ def payload(member: Membership, groups: list[tuple[str, str]], base: str) -> dic
 
 
 def show(session, member: Membership, base: str, params) -> dict:
-    groups = groups_of(session, [member.id]).get(member.id, []) if wants(params, "groups") else []
+    groups = []
+    if wants(params, "groups") and not getattr(member, "created_now", False):
+        groups = groups_of(session, [member.id]).get(member.id, [])
     return render(UserResource, payload(member, groups, base), params)
 
 
@@ -200,9 +216,8 @@ def search(session, account_id: int, req, base: str) -> dict:
     descending = req.sort_order is not None and req.sort_order.value == "descending"
     order = filters.order_by("User", req.sort_by, descending)
     window = page(req)
-    total = session.scalar(select(func.count()).select_from(Membership).where(where))
-    resources: list[dict] = []
-    if window.count and total >= window.start:
+    ids: list[int] = []
+    if window.count:
         # Ids first (an index-only walk, even deep into the list), then those rows.
         ids = session.scalars(
             select(Membership.id)
@@ -211,6 +226,12 @@ def search(session, account_id: int, req, base: str) -> dict:
             .offset(window.start - 1)
             .limit(window.count)
         ).all()
+    if window.start == 1 and len(ids) < window.count:
+        total = len(ids)  # the whole result is on this page (a lookup by userName, say)
+    else:
+        total = session.scalar(select(func.count()).select_from(Membership).where(where))
+    resources: list[dict] = []
+    if ids:
         rows = {
             m.id: m
             for m in session.scalars(
@@ -227,6 +248,33 @@ def search(session, account_id: int, req, base: str) -> dict:
 
 
 # --- Writing ------------------------------------------------------------------------------
+
+
+def _storable(value, where: str = "The request") -> None:
+    """400 for a string no database can hold, anywhere in what we keep: a NUL byte
+    (PostgreSQL refuses it in text) or a lone surrogate (JSON may escape "\\ud800", which
+    is not Unicode and not encodable). The email matching and the uniqueness check query
+    with these values before resources.text sees them, so they were a 500."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidValueException(detail=f"{where} contains a NUL character.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidValueException(detail=f"{where} is not valid Unicode.") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(item, str(key))
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, where)
+
+
+def _checked(resource: UserResource) -> UserResource:
+    """`resource` once every value we keep is storable (unknown attributes are gone, and
+    the password is never stored, so whatever it holds is accepted)."""
+    _storable(resource.model_dump(by_alias=True, exclude_none=True, exclude={"password"}))
+    return resource
 
 
 def _write_attributes(member: Membership, resource: UserResource) -> None:
@@ -349,23 +397,37 @@ def _invite(member: Membership, now: datetime) -> str:
     return token
 
 
-def _match_email(session, member: Membership, email: str | None, now: datetime) -> list:
+def _match_email(
+    session,
+    member: Membership,
+    email: str | None,
+    now: datetime,
+    verified: bool | None = None,
+    person: User | None = None,
+) -> list:
     """Link `member` to the person `email` names, as SPEC F5 says; returns the emails to
-    queue once the row has an id: ("welcome", user) or ("invite", token)."""
+    queue once the row has an id: ("welcome", user) or ("invite", token). A caller that
+    already looked up the domain and the person passes `verified` (and `person`, None
+    when nobody has that email)."""
+    looked_up = verified is not None
     member.email = text(email, "email")
     if email is None:
         return []
-    if not _verified(session, member.account_id, email):
+    if verified is None:
+        verified = _verified(session, member.account_id, email)
+    if not verified:
         return [("invite", _invite(member, now))]
     member.invitation_token_hash = None
-    user = session.scalar(select(User).where(User.email_key == email_key(email)))
+    user = person if looked_up else find_person(session, email)
     if user is not None:
         member.user = user
         return []
     user = User(
         email=email,
         email_key=email_key(email),
-        display_name=member.display_name,
+        # The person's name is a convenience; the member keeps the full displayName
+        # (512 characters), which PostgreSQL refused in user.display_name: a 500.
+        display_name=member.display_name[:PERSON_NAME] if member.display_name else None,
         passphrase_hash=None,
         must_change_passphrase=True,
         session_generation=1,
@@ -374,6 +436,10 @@ def _match_email(session, member: Membership, email: str | None, now: datetime) 
     session.add(user)
     member.user = user
     return [("welcome", user)]
+
+
+def find_person(session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email_key == email_key(email)))
 
 
 def _change_email(session, member: Membership, email: str | None, now: datetime) -> list:
@@ -410,25 +476,34 @@ def _queue(session, member: Membership, pending: list, account_name: str) -> Non
                 f"You are invited to join {account_name}",
                 "invitation",
                 account_name=account_name,
-                accept_url=absolute_url(f"/invitations/{value}"),
+                accept_url=absolute_url("invitations.accept", token=value),
             )
 
 
 def create(session, connector, body: dict, now: datetime) -> Membership:
-    """POST /Users."""
-    resource = validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST)
+    """POST /Users. Lean on purpose (IdPs create thousands at once): one uniqueness probe,
+    one domain lookup, one person lookup, then the inserts and the seat."""
+    resource = _checked(validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST))
     account_id = connector.account_id
     email = member_email(resource)
-    # userName and externalId first: a repeated create is a 409 about the userName.
+    # userName and externalId first: a repeated create is a 409 about the userName. The
+    # unique constraints decide when two creates race past this check.
     _check_unique(session, _probe(resource, account_id), account_id)
-    member = None
-    if email is not None and _verified(session, account_id, email):
-        # The person may already be a (manual) member: adopt that membership.
-        member = session.scalar(
-            select(Membership)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.account_id == account_id, User.email_key == email_key(email))
-        )
+    verified = email is not None and _verified(session, account_id, email)
+    member = person = None
+    if verified:
+        # The person, if they exist, and their membership here if they are already a
+        # (manual) member, which is then adopted: one query for both.
+        found = session.execute(
+            select(User, Membership)
+            .outerjoin(
+                Membership,
+                and_(Membership.user_id == User.id, Membership.account_id == account_id),
+            )
+            .where(User.email_key == email_key(email))
+        ).first()
+        if found is not None:
+            person, member = found
         if member is not None and member.source == "scim":
             raise UniquenessException(
                 detail=f"The email {email} already belongs to the user {member.user_name!r}."
@@ -440,16 +515,16 @@ def create(session, connector, body: dict, now: datetime) -> Membership:
                 account_id=account_id, role="member", active=False, licensed=False, created_at=now
             )
             _write_attributes(member, resource)
-            _check_unique(session, member, account_id)
             session.add(member)
-            pending = _match_email(session, member, email, now)
+            member.created_now = True  # in no team yet: show() needs no query for it
+            pending = _match_email(session, member, email, now, verified, person)
         else:
             _write_attributes(member, resource)
-            _check_unique(session, member, account_id)
             member.email = email
         member.scim_id = str(uuid.uuid4())
         member.source = "scim"
         member.updated_at = now
+        # Last: on PostgreSQL the seat UPDATE locks the account row until the commit.
         set_active(session, member, True if resource.active is None else resource.active)
     session.flush()
     if pending:
@@ -476,7 +551,7 @@ def replace(session, connector, scim_id: str, body: dict, now: datetime) -> Memb
     """PUT /Users/<id>: every attribute we store is replaced; `active` only when sent."""
     member = get(session, connector.account_id, scim_id)
     check_if_match(member.version)
-    resource = validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST)
+    resource = _checked(validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST))
     _apply(session, connector, member, resource, now)
     return member
 
@@ -496,18 +571,49 @@ def current_resource(member: Membership) -> UserResource:
     return validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST)
 
 
+def _manager_path(body: dict) -> dict:
+    """Microsoft Entra ID sets the manager with `"path": "manager"` (no URN) and a list
+    holding one reference (its SCIM protocol page, "Example 5"). The core schema has no
+    `manager`, so the operation was dropped as an unknown attribute: read it as the
+    enterprise manager, with the reference's id as its value."""
+    key = next((k for k in body if isinstance(k, str) and k.lower() == "operations"), None)
+    operations = body.get(key) if key else None
+    if not isinstance(operations, list):
+        return body
+
+    def manager_id(item):
+        if isinstance(item, dict):
+            return next((v for k, v in item.items() if str(k).lower() == "value"), None)
+        return item
+
+    rewritten = []
+    for op in operations:
+        path = op.get("path") if isinstance(op, dict) else None
+        if isinstance(path, str) and path.strip().lower() == "manager":
+            op = dict(op, path=f"{ENTERPRISE}:manager")
+            value = op.get("value")
+            if isinstance(value, list) and len(value) == 1:
+                value = value[0]
+            if "value" in op and not isinstance(value, list):
+                op["value"] = manager_id(value)
+        rewritten.append(op)
+    return dict(body, **{key: rewritten})
+
+
 def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Membership:
     """PATCH /Users/<id> (RFC 7644 §3.5.2, with Okta's and Entra ID's forms)."""
     member = get(session, connector.account_id, scim_id)
     check_if_match(member.version)
-    operations = validate(PatchOp[UserResource], body, Context.RESOURCE_PATCH_REQUEST)
+    operations = validate(
+        PatchOp[UserResource], _manager_path(body), Context.RESOURCE_PATCH_REQUEST
+    )
     resource = current_resource(member)
     from blueprints.scim_api.schemas import PROVIDER
 
     with PROVIDER:
         changed = operations.patch(resource)
     if changed:
-        _apply(session, connector, member, resource, now)
+        _apply(session, connector, member, _checked(resource), now)
     return member
 
 

@@ -352,5 +352,7 @@ def authenticate(
         connector.last_used_at = now
     if connector.first_request_at is None:
         connector.first_request_at = now
-    session.commit()
+    # Committed with the rest of the request (the SCIM blueprint commits once, with its
+    # log row): one transaction per request.
+    session.flush()
     return Authentication(connector, None)

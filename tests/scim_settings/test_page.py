@@ -85,7 +85,9 @@ def _emails(session) -> list[OutboxEmail]:
 def _accepted(session, connector, token, now=None) -> str | None:
     session.expire_all()
     header = f"Bearer {token}"
-    return service.authenticate(session, connector.public_id, header, now or utcnow()).reason
+    reason = service.authenticate(session, connector.public_id, header, now or utcnow()).reason
+    session.commit()  # as the SCIM request that authenticated would, with its log row
+    return reason
 
 
 def _enable(client, idp="okta", lifetime="90"):
@@ -658,6 +660,7 @@ def test_badge_lists_issued_refreshed_by_expires_and_last_used(client, session, 
     service.authenticate(
         session, connector.public_id, f"Bearer {enabled}", datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
     )
+    session.commit()
 
     page = _text(client.get(PAGE))
 

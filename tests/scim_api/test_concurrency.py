@@ -1,0 +1,122 @@
+"""Concurrent SCIM requests against a real threaded server (SPEC F5 "Concurrency").
+
+IdPs send many requests at once (Entra ID adds group members in parallel): membership
+changes are single-row inserts, so none is lost, and concurrent duplicate creates give one
+201 and 409 `uniqueness` for the rest. A barrier releases all threads together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from sqlalchemy import func, select
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from models import Membership, TeamMember, User
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+MEMBERS = 16
+CREATORS = 8
+
+# The per-connector rate limit would otherwise answer some of these with 429.
+pytestmark = pytest.mark.parametrize("config_overrides", [{"SCIM_REQUESTS_PER_SECOND": 10_000}])
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, code="-", size="-") -> None:
+        pass
+
+
+@pytest.fixture
+def server(app) -> Iterator[str]:
+    """The app on 127.0.0.1 and a free port, one thread per request; yields its base URL.
+    It opens its own database sessions: what the test sets up must be committed."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def idp(server, issued) -> Callable[..., requests.Response]:
+    """Sends one request to the connector on the live server, as an IdP does."""
+    base = f"{server}/scim/v2/{issued.connector.public_id}"
+    headers = {
+        "Authorization": f"Bearer {issued.token}",
+        "Content-Type": "application/scim+json",
+    }
+
+    def send(method: str, path: str, json=None) -> requests.Response:
+        return requests.request(method, base + path, json=json, headers=headers, timeout=60)
+
+    return send
+
+
+def all_at_once(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
+    """Run each call in its own thread, all released together."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait(timeout=30)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_parallel_member_adds_to_one_team_lose_none(idp, session):
+    user_ids = []
+    for n in range(MEMBERS):
+        created = idp("POST", "/Users", {"schemas": [USER], "userName": f"m{n}@example.com"})
+        assert created.status_code == 201, created.text
+        user_ids.append(created.json()["id"])
+    group = idp("POST", "/Groups", {"schemas": [GROUP], "displayName": "Everyone"}).json()
+
+    def add(user_id):
+        body = {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "Add", "path": "members", "value": [{"value": user_id}]}],
+        }
+        return lambda: idp("PATCH", f"/Groups/{group['id']}", body)
+
+    responses = all_at_once([add(user_id) for user_id in user_ids])
+
+    assert [r.status_code for r in responses] == [200] * MEMBERS, [r.text for r in responses]
+    after = idp("GET", f"/Groups/{group['id']}").json()
+    assert sorted(m["value"] for m in after["members"]) == sorted(user_ids)
+    # Each add bumped the version once: none overwrote another's.
+    assert after["meta"]["version"] == f'W/"{1 + MEMBERS}"'
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(TeamMember)) == MEMBERS
+
+
+def test_parallel_creates_of_one_user_name_give_one_201_and_409s(idp, session):
+    body = {"schemas": [USER], "userName": "same@example.com"}
+
+    responses = all_at_once([lambda: idp("POST", "/Users", body)] * CREATORS)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * (CREATORS - 1), [r.text for r in responses]
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json()["scimType"] == "uniqueness"
+            assert response.headers["Content-Type"].startswith("application/scim+json")
+    created = next(r.json() for r in responses if r.status_code == 201)
+    found = idp("GET", '/Users?filter=userName eq "same@example.com"').json()
+    assert [u["id"] for u in found["Resources"]] == [created["id"]]
+    session.expire_all()
+    key = Membership.user_name_key == "same@example.com"
+    assert session.scalar(select(func.count()).select_from(Membership).where(key)) == 1
+    email = User.email_key == "same@example.com"
+    assert session.scalar(select(func.count()).select_from(User).where(email)) == 1
