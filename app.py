@@ -6,6 +6,7 @@ tests and tools replace any of it.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -154,11 +155,24 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     dbapi_connection.create_function("lower", 1, _fold, deterministic=True)
 
 
-# One writer at a time per process, handed over at once: threads waiting on SQLite's own
-# lock poll it with growing sleeps (1, 2, 5 … 100 ms), which under 8 concurrent IdP
-# requests costs far more than the writes themselves. Other processes still meet at
-# SQLite's lock. The timeout only guards against a lock never released.
+# One writer at a time, handed over at once. Threads waiting on SQLite's own lock poll it
+# with growing sleeps (1, 2, 5 … 100 ms), which under concurrent IdP requests costs far
+# more than the writes themselves and lets one process starve another. So writers queue
+# on a lock in this process, then on an flock() of a file beside the database, which the
+# kernel hands to the next process the moment it is released. The timeout only guards
+# against a lock never released (SQLite's own lock still protects the data).
 _SQLITE_WRITER = threading.Lock()
+_SQLITE_LOCK_FILES: dict[str, int] = {}
+
+
+def _sqlite_lock_file(database: str | None) -> int | None:
+    if not database or database == ":memory:":
+        return None
+    fd = _SQLITE_LOCK_FILES.get(database)
+    if fd is None:
+        fd = os.open(database + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        _SQLITE_LOCK_FILES[database] = fd
+    return fd
 
 
 @event.listens_for(Engine, "begin")
@@ -168,12 +182,19 @@ def _sqlite_begin(conn) -> None:
     if conn.dialect.name == "sqlite" and SQLITE_WRITE_INTENT.get():
         if _SQLITE_WRITER.acquire(timeout=30):
             conn.info["sqlite_writer"] = True
+            fd = _sqlite_lock_file(conn.engine.url.database)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                conn.info["sqlite_writer_fd"] = fd
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @event.listens_for(Engine, "commit")
 @event.listens_for(Engine, "rollback")
 def _sqlite_end(conn) -> None:
+    fd = conn.info.pop("sqlite_writer_fd", None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
     if conn.info.pop("sqlite_writer", False):
         _SQLITE_WRITER.release()
 

@@ -71,19 +71,22 @@ def enqueue_welcome(session, user, account_name: str, now: datetime | None = Non
     argon2id hash and sends it, so the slow hash is off the SCIM request path and the
     clear passphrase rests nowhere. `user` must have been flushed (it needs an id)."""
     at = now or utcnow()
-    session.add(
-        OutboxEmail(
-            to_addr=user.email,
-            subject=f"Welcome to {account_name}",
-            body_text=DELIVERY_RENDERED_BODY,
-            body_html=None,
-            dedupe_key=f"welcome:{user.id}",
-            kind="welcome",
-            user_id=user.id,
-            attempts=0,
-            next_attempt_at=at,
-            created_at=at,
-        )
+    insert_or_ignore(  # once per person, however often the IdP re-creates them
+        session,
+        OutboxEmail.__table__,
+        {
+            "to_addr": user.email,
+            "subject": f"Welcome to {account_name}",
+            "body_text": DELIVERY_RENDERED_BODY,
+            "body_html": None,
+            "dedupe_key": f"welcome:{user.id}",
+            "kind": "welcome",
+            "user_id": user.id,
+            "attempts": 0,
+            "next_attempt_at": at,
+            "created_at": at,
+        },
+        ["dedupe_key"],
     )
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 
 from flask import Blueprint, current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from app import SQLITE_WRITE_INTENT, db
 from blueprints.scim_api.errors import error_response
@@ -179,8 +179,10 @@ def install(bp: Blueprint) -> None:
 def _add_log_row(connector: ScimConnector, status: int) -> None:
     resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
     detail = g.get("scim_error_detail")
-    db.session.add(
-        ScimRequestLog(
+    # A Core INSERT: the row is never read back in this request, so the ORM's unit of
+    # work (identity map, flush ordering) would be pure overhead on every SCIM call.
+    db.session.execute(
+        insert(ScimRequestLog.__table__).values(
             connector_id=connector.id,
             method=request.method[:10],
             resource=_printable(resource, 300),

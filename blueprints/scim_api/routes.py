@@ -146,10 +146,17 @@ def replace_resource(kind: str, scim_id: str):
 
 @route("/<any(Users, Groups):kind>/<scim_id>", ["PATCH"])
 def patch_resource(kind: str, scim_id: str):
-    """200 with the resource as it now is (honouring attributes/excludedAttributes)."""
+    """Users: 200 with the user as it now is. Groups: 204 No Content (RFC 7644 §3.5.2
+    allows it; Entra ID's and Okta's documented exchanges show it), so adding one member
+    to a team of 50,000 does not send the 50,000 back; asking for `attributes` or
+    `excludedAttributes` gets 200 with the group shaped by them."""
     service, _ = KINDS[kind]
     row = service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow())
     db.session.flush()
+    if kind == "Groups" and not (
+        request.args.get("attributes") or request.args.get("excludedAttributes")
+    ):
+        return _empty(204, {"ETag": etag(row.version)})
     return _resource_response(kind, row)
 
 

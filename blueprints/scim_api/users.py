@@ -34,7 +34,7 @@ from scim2_models import (
     PatchOp,
     UniquenessException,
 )
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from blueprints.common import outbox, seats
@@ -330,15 +330,19 @@ def _write_attributes(member: Membership, resource: UserResource) -> None:
 
 
 def _check_unique(session, member: Membership, account_id: int) -> None:
-    """A friendly 409 before the insert; the unique constraints decide under races."""
-    clash = select(Membership.id).where(Membership.account_id == account_id)
+    """A friendly 409 before the insert (one query for userName and externalId); the
+    unique constraints decide under races."""
+    same_name = Membership.user_name_key == member.user_name_key
+    condition = same_name
+    if member.external_id is not None:
+        condition = or_(same_name, Membership.external_id == member.external_id)
+    clash = select(Membership.user_name_key).where(Membership.account_id == account_id, condition)
     if member.id is not None:
         clash = clash.where(Membership.id != member.id)
-    if session.scalar(clash.where(Membership.user_name_key == member.user_name_key)):
+    keys = session.scalars(clash.limit(2)).all()
+    if member.user_name_key in keys:
         raise UniquenessException(detail=f"A user with userName {member.user_name!r} exists.")
-    if member.external_id is not None and session.scalar(
-        clash.where(Membership.external_id == member.external_id)
-    ):
+    if keys:
         raise UniquenessException(detail=f"A user with externalId {member.external_id!r} exists.")
 
 

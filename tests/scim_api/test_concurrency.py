@@ -92,11 +92,14 @@ def test_parallel_member_adds_to_one_team_lose_none(idp, session):
 
     responses = all_at_once([add(user_id) for user_id in user_ids])
 
-    assert [r.status_code for r in responses] == [200] * MEMBERS, [r.text for r in responses]
+    assert [r.status_code for r in responses] == [204] * MEMBERS, [r.text for r in responses]
+    assert [r.content for r in responses] == [b""] * MEMBERS
     after = idp("GET", f"/Groups/{group['id']}").json()
     assert sorted(m["value"] for m in after["members"]) == sorted(user_ids)
-    # Each add bumped the version once: none overwrote another's.
+    # Each add bumped the version once and answered with its own: none overwrote another's.
     assert after["meta"]["version"] == f'W/"{1 + MEMBERS}"'
+    versions = sorted(f'W/"{n}"' for n in range(2, 2 + MEMBERS))
+    assert sorted(r.headers["ETag"] for r in responses) == versions
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(TeamMember)) == MEMBERS
 

@@ -30,16 +30,35 @@ def new_group(scim, name: str = "Engineering", members=(), **extra) -> dict:
     return response.get_json()
 
 
-def patch(scim, group_id: str, *operations, headers=None):
+def patch(scim, group_id: str, *operations, headers=None, query: str = ""):
     body = {"schemas": [PATCH_OP], "Operations": list(operations)}
-    return scim("PATCH", f"/Groups/{group_id}", json=body, headers=headers)
+    return scim("PATCH", f"/Groups/{group_id}{query}", json=body, headers=headers)
+
+
+def read(scim, group_id: str, query: str = "") -> dict:
+    response = scim("GET", f"/Groups/{group_id}{query}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def ids(group: dict) -> set[str]:
+    return {m["value"] for m in group.get("members", [])}
 
 
 def members(scim, group_id: str) -> set[str]:
     """The group's member ids, as a fresh GET shows them."""
-    response = scim("GET", f"/Groups/{group_id}")
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return {m["value"] for m in response.get_json().get("members", [])}
+    return ids(read(scim, group_id))
+
+
+def no_content(scim, group_id: str, response) -> dict:
+    """A group PATCH without `attributes`/`excludedAttributes` answers 204 with no body and
+    the new version as ETag, so a 50,000-member team is not sent back; returns the group as
+    a GET then shows it, whose meta.version is that ETag."""
+    assert response.status_code == 204, response.get_data(as_text=True)
+    assert response.get_data() == b""
+    group = read(scim, group_id)
+    assert response.headers["ETag"] == group["meta"]["version"]
+    return group
 
 
 def version(scim, group_id: str) -> str:
@@ -294,9 +313,9 @@ def test_patch_add_members_with_a_path(scim, alice, bob, carol, path):
         scim, group["id"], {"op": "add", "path": path, "value": [{"value": bob}, {"value": carol}]}
     )
 
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert {m["value"] for m in response.get_json()["members"]} == {alice, bob, carol}
-    assert members(scim, group["id"]) == {alice, bob, carol}
+    after = no_content(scim, group["id"], response)
+    assert ids(after) == {alice, bob, carol}
+    assert after["meta"]["version"] != group["meta"]["version"]
 
 
 def test_patch_add_without_path_takes_members_from_the_value(scim, alice, bob):
@@ -304,7 +323,7 @@ def test_patch_add_without_path_takes_members_from_the_value(scim, alice, bob):
 
     response = patch(scim, group["id"], {"op": "add", "value": {"members": [{"value": bob}]}})
 
-    assert response.status_code == 200, response.get_data(as_text=True)
+    no_content(scim, group["id"], response)
     assert members(scim, group["id"]) == {alice, bob}
 
 
@@ -315,10 +334,10 @@ def test_patch_adding_an_existing_member_again_keeps_one_and_the_version(scim, s
         scim, group["id"], {"op": "add", "path": "members", "value": [{"value": alice}]}
     )
 
-    assert response.status_code == 200
-    assert members(scim, group["id"]) == {alice}
+    after = no_content(scim, group["id"], response)
+    assert ids(after) == {alice}
     assert count(session, TeamMember) == 1
-    assert response.get_json()["meta"]["version"] == group["meta"]["version"]
+    assert response.headers["ETag"] == group["meta"]["version"]
 
 
 def test_patch_add_an_unknown_member_is_400_and_adds_nobody(scim, alice, bob):
@@ -340,7 +359,7 @@ def test_patch_remove_one_member_by_value_filter(scim, alice, bob):
 
     response = patch(scim, group["id"], {"op": "remove", "path": f'members[value eq "{alice}"]'})
 
-    assert response.status_code == 200, response.get_data(as_text=True)
+    no_content(scim, group["id"], response)
     assert members(scim, group["id"]) == {bob}
 
 
@@ -354,7 +373,7 @@ def test_patch_remove_members_by_value_list(scim, alice, bob, carol):
         {"op": "remove", "path": "members", "value": [{"value": alice}, {"value": carol}]},
     )
 
-    assert response.status_code == 200, response.get_data(as_text=True)
+    no_content(scim, group["id"], response)
     assert members(scim, group["id"]) == {bob}
 
 
@@ -363,9 +382,7 @@ def test_patch_remove_members_without_value_removes_them_all(scim, session, alic
 
     response = patch(scim, group["id"], {"op": "remove", "path": "members"})
 
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert "members" not in response.get_json()
-    assert members(scim, group["id"]) == set()
+    assert ids(no_content(scim, group["id"], response)) == set()
     assert count(session, Membership, Membership.scim_id.in_([alice, bob])) == 2
 
 
@@ -374,9 +391,9 @@ def test_patch_remove_of_a_non_member_changes_nothing(scim, alice, bob):
 
     response = patch(scim, group["id"], {"op": "remove", "path": f'members[value eq "{bob}"]'})
 
-    assert response.status_code == 200
-    assert members(scim, group["id"]) == {alice}
-    assert version(scim, group["id"]) == group["meta"]["version"]
+    after = no_content(scim, group["id"], response)
+    assert ids(after) == {alice}
+    assert after["meta"]["version"] == group["meta"]["version"]
 
 
 def test_patch_replace_members_sets_the_whole_list(scim, alice, bob, carol):
@@ -388,7 +405,7 @@ def test_patch_replace_members_sets_the_whole_list(scim, alice, bob, carol):
         {"op": "replace", "path": "members", "value": [{"value": bob}, {"value": carol}]},
     )
 
-    assert response.status_code == 200, response.get_data(as_text=True)
+    no_content(scim, group["id"], response)
     assert members(scim, group["id"]) == {bob, carol}
 
 
@@ -397,7 +414,7 @@ def test_patch_replace_members_with_an_empty_list_empties_the_group(scim, alice)
 
     response = patch(scim, group["id"], {"op": "replace", "path": "members", "value": []})
 
-    assert response.status_code == 200, response.get_data(as_text=True)
+    no_content(scim, group["id"], response)
     assert members(scim, group["id"]) == set()
 
 
@@ -409,14 +426,16 @@ def test_patch_capitalised_ops_as_entra_sends_them(scim, alice, bob):
         group["id"],
         {"op": "Add", "path": "members", "value": [{"value": alice}, {"value": bob}]},
     )
+    assert ids(no_content(scim, group["id"], added)) == {alice, bob}
     removed = patch(
         scim, group["id"], {"op": "Remove", "path": "members", "value": [{"value": alice}]}
     )
+    assert ids(no_content(scim, group["id"], removed)) == {bob}
     renamed = patch(scim, group["id"], {"op": "Replace", "path": "displayName", "value": "Core"})
 
-    assert [added.status_code, removed.status_code, renamed.status_code] == [200, 200, 200]
-    assert members(scim, group["id"]) == {bob}
-    assert renamed.get_json()["displayName"] == "Core"
+    after = no_content(scim, group["id"], renamed)
+    assert after["displayName"] == "Core"
+    assert ids(after) == {bob}
 
 
 def test_patch_several_operations_apply_in_order(scim, alice, bob):
@@ -430,7 +449,7 @@ def test_patch_several_operations_apply_in_order(scim, alice, bob):
         {"op": "remove", "path": f'members[value eq "{bob}"]'},
     )
 
-    assert response.status_code == 200, response.get_data(as_text=True)
+    no_content(scim, group["id"], response)
     assert members(scim, group["id"]) == {alice}
 
 
@@ -457,9 +476,9 @@ def test_patch_replace_display_name_with_a_path(scim, session, alice):
 
     response = patch(scim, group["id"], {"op": "replace", "path": "displayName", "value": "Core"})
 
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.get_json()["displayName"] == "Core"
-    assert members(scim, group["id"]) == {alice}
+    after = no_content(scim, group["id"], response)
+    assert after["displayName"] == "Core"
+    assert ids(after) == {alice}
     session.expire_all()
     assert session.scalar(select(Team.display_name)) == "Core"
 
@@ -469,9 +488,9 @@ def test_patch_replace_without_path_renames(scim, alice):
 
     response = patch(scim, group["id"], {"op": "replace", "value": {"displayName": "Core"}})
 
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert scim("GET", f"/Groups/{group['id']}").get_json()["displayName"] == "Core"
-    assert members(scim, group["id"]) == {alice}
+    after = no_content(scim, group["id"], response)
+    assert after["displayName"] == "Core"
+    assert ids(after) == {alice}
 
 
 def test_patch_replace_without_path_may_repeat_the_id_but_not_change_it(scim):
@@ -485,10 +504,11 @@ def test_patch_replace_without_path_may_repeat_the_id_but_not_change_it(scim):
         scim, group["id"], {"op": "replace", "value": {"id": "another-id", "displayName": "X"}}
     )
 
-    assert same.status_code == 200, same.get_data(as_text=True)
-    assert same.get_json()["id"] == group["id"]
+    renamed = no_content(scim, group["id"], same)
     assert assert_scim_error(other, 400)["scimType"] == "mutability"
-    assert scim("GET", f"/Groups/{group['id']}").get_json()["displayName"] == "Core"
+    assert read(scim, group["id"]) == renamed
+    assert renamed["id"] == group["id"]
+    assert renamed["displayName"] == "Core"
 
 
 def test_patch_rename_to_an_existing_name_is_409_and_keeps_the_name(scim):
@@ -508,8 +528,7 @@ def test_patch_rename_changing_only_case_is_allowed(scim):
         scim, group["id"], {"op": "replace", "path": "displayName", "value": "Engineering"}
     )
 
-    assert response.status_code == 200
-    assert response.get_json()["displayName"] == "Engineering"
+    assert no_content(scim, group["id"], response)["displayName"] == "Engineering"
 
 
 def test_patch_removing_display_name_is_refused(scim):
@@ -529,6 +548,51 @@ def test_patch_an_unknown_group_is_404(scim, alice):
     assert_scim_error(response, 404)
 
 
+# --- PATCH: asking for the group back -----------------------------------------------------
+
+
+def test_patch_with_excluded_members_answers_200_with_the_group_without_members(scim, alice, bob):
+    group = new_group(scim, "Engineering", [alice])
+
+    response = patch(
+        scim,
+        group["id"],
+        {"op": "add", "path": "members", "value": [{"value": bob}]},
+        query="?excludedAttributes=members",
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert "members" not in body
+    assert body["id"] == group["id"]
+    assert body["displayName"] == "Engineering"
+    assert body["meta"]["version"] == response.headers["ETag"] != group["meta"]["version"]
+    assert body == read(scim, group["id"], "?excludedAttributes=members")
+    assert members(scim, group["id"]) == {alice, bob}
+    assert version(scim, group["id"]) == body["meta"]["version"]
+
+
+def test_patch_with_attributes_display_name_answers_200_with_just_the_name(scim, alice):
+    group = new_group(scim, "Engineering", [alice])
+
+    response = patch(
+        scim,
+        group["id"],
+        {"op": "replace", "path": "displayName", "value": "Core"},
+        query="?attributes=displayName",
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["displayName"] == "Core"
+    assert body["id"] == group["id"]  # `id` is always returned (RFC 7643 §7)
+    assert "members" not in body
+    assert body == read(scim, group["id"], "?attributes=displayName")
+    after = read(scim, group["id"])
+    assert response.headers["ETag"] == after["meta"]["version"] != group["meta"]["version"]
+    assert ids(after) == {alice}
+
+
 # --- ETags --------------------------------------------------------------------------------
 
 
@@ -543,9 +607,8 @@ def test_version_increases_on_each_member_change(scim, alice, bob):
         {"op": "remove", "path": "members"},
     ):
         response = patch(scim, group["id"], operation)
-        assert response.status_code == 200
-        seen.append(response.get_json()["meta"]["version"])
-        assert response.headers["ETag"] == seen[-1]
+        no_content(scim, group["id"], response)
+        seen.append(response.headers["ETag"])
 
     assert len(set(seen)) == len(seen), seen
     assert version(scim, group["id"]) == seen[-1]
@@ -555,7 +618,7 @@ def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(scim, alice, bob
     group = new_group(scim, "Engineering")
     stale = group["meta"]["version"]
     added = patch(scim, group["id"], {"op": "add", "path": "members", "value": [{"value": alice}]})
-    assert added.status_code == 200
+    no_content(scim, group["id"], added)
 
     response = patch(
         scim,
@@ -578,7 +641,7 @@ def test_patch_with_the_current_if_match_is_applied(scim, alice):
         headers={"If-Match": group["meta"]["version"]},
     )
 
-    assert response.status_code == 200
+    no_content(scim, group["id"], response)
     assert members(scim, group["id"]) == {alice}
 
 

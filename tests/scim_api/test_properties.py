@@ -519,23 +519,41 @@ def test_any_patch_of_a_user_succeeds_or_changes_nothing(scim, resources, data):
         assert response.get_json() == after
 
 
+GROUP_QUERIES = ["", "", "?excludedAttributes=members", "?attributes=displayName,members"]
+
+
+def without_meta(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
 @PROPERTY
-@given(data=st.data())
-def test_any_patch_of_a_group_succeeds_or_changes_nothing(scim, resources, data):
+@given(data=st.data(), query=st.sampled_from(GROUP_QUERIES))
+def test_any_patch_of_a_group_succeeds_or_changes_nothing(scim, resources, data, query):
+    """An error leaves the group exactly as it was (same data, same meta.version); a success
+    is 204 with the new version as ETag, or, asked for attributes, 200 with the group as a
+    GET with the same query then shows it; a change of data always changes the version."""
     ids = [resources["alice"]["id"], resources["bob"]["id"]]
     path = f"/Groups/{resources['group']['id']}"
     heads = ["members", "displayName", "foo"]
     body = data.draw(patch_bodies(GROUP_PATHS, heads, group_operations(ids)))
     before = read(scim, path)
 
-    response = scim("PATCH", path, json=body)
+    response = scim("PATCH", path + query, json=body)
 
     assert_no_server_error(response)
     after = read(scim, path)
     if response.status_code >= 400:
         assert after == before
+        return
+    if query:
+        assert response.status_code == 200
+        assert response.get_json() == read(scim, path + query)
     else:
-        assert response.get_json() == after
+        assert response.status_code == 204
+        assert response.get_data() == b""
+    assert response.headers["ETag"] == after["meta"]["version"]
+    if without_meta(after) != without_meta(before):
+        assert after["meta"]["version"] != before["meta"]["version"]
 
 
 def counts(session) -> tuple[int, int]:
