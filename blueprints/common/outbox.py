@@ -64,24 +64,26 @@ def enqueue(
 DELIVERY_RENDERED_BODY = "(made at delivery: holds a secret, never stored)"
 
 
-def enqueue_welcome(session, user, account_name: str, now: datetime | None = None) -> None:
+def enqueue_welcome(
+    session, user_id: int, email: str, account_name: str, now: datetime | None = None
+) -> None:
     """Queue the welcome email of a provisioned person (SPEC F5, F7).
 
     Its initial passphrase does not exist yet: the delivery job makes it, stores only its
     argon2id hash and sends it, so the slow hash is off the SCIM request path and the
-    clear passphrase rests nowhere. `user` must have been flushed (it needs an id)."""
+    clear passphrase rests nowhere."""
     at = now or utcnow()
     insert_or_ignore(  # once per person, however often the IdP re-creates them
         session,
         OutboxEmail.__table__,
         {
-            "to_addr": user.email,
+            "to_addr": email,
             "subject": f"Welcome to {account_name}",
             "body_text": DELIVERY_RENDERED_BODY,
             "body_html": None,
-            "dedupe_key": f"welcome:{user.id}",
+            "dedupe_key": f"welcome:{user_id}",
             "kind": "welcome",
-            "user_id": user.id,
+            "user_id": user_id,
             "attempts": 0,
             "next_attempt_at": at,
             "created_at": at,
