@@ -56,3 +56,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+
+## bench: the SCIM benchmark on a fresh SQLite database (bench/README.md; PostgreSQL: bench/run.sh --postgres)
+.PHONY: bench
+bench: $(STAMP)
+	bench/run.sh

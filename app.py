@@ -13,7 +13,6 @@ import secrets
 import sys
 import threading
 import uuid
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 # Named constraints so Alembic can alter them on SQLite and PostgreSQL alike.
 NAMING = {
@@ -124,13 +124,6 @@ def load_config(instance_path: str) -> dict:
     }
 
 
-# Set while serving a request that will write (the SCIM API): its SQLite transactions
-# start with BEGIN IMMEDIATE, taking the write lock up front. A deferred transaction that
-# read first and writes later fails at once with SQLITE_BUSY when another connection wrote
-# in between (WAL snapshots cannot be upgraded), whatever the busy timeout.
-SQLITE_WRITE_INTENT: ContextVar[bool] = ContextVar("sqlite_write_intent", default=False)
-
-
 def _fold(value):
     """SQLite's lower() folds ASCII only; SCIM compares caseExact=false strings folded
     like Python does (blueprints.scim_api.filters), so the database must agree."""
@@ -153,16 +146,24 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
     dbapi_connection.create_function("lower", 1, _fold, deterministic=True)
+    dbapi_connection.isolation_level = "IMMEDIATE"
 
 
-# One writer at a time, handed over at once. Threads waiting on SQLite's own lock poll it
-# with growing sleeps (1, 2, 5 … 100 ms), which under concurrent IdP requests costs far
-# more than the writes themselves and lets one process starve another. So writers queue
-# on a lock in this process, then on an flock() of a file beside the database, which the
-# kernel hands to the next process the moment it is released. The timeout only guards
-# against a lock never released (SQLite's own lock still protects the data).
+# SQLite writers (SPEC F9: the embedded default must take concurrent IdP traffic).
+# - The driver runs reads outside any transaction (each sees the latest commit, nothing is
+#   locked) and opens BEGIN IMMEDIATE before the first INSERT/UPDATE/DELETE
+#   (isolation_level="IMMEDIATE"): the write lock is taken up front, because a deferred
+#   transaction that read first cannot be upgraded once another connection has written
+#   (SQLITE_BUSY at once, whatever the busy timeout), and it is held only from the first
+#   write to the commit, not across a whole request.
+# - Writers queue on a lock in this process and then on an flock() of a file beside the
+#   database, which the kernel hands to the next process the moment it is released;
+#   waiting on SQLite's own lock means polling with growing sleeps (1, 2, 5 … 100 ms).
+#   Uniqueness and seats stay correct without a read lock: constraints and guarded
+#   UPDATEs decide. The timeout only guards against a lock never released.
 _SQLITE_WRITER = threading.Lock()
 _SQLITE_LOCK_FILES: dict[str, int] = {}
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
 
 
 def _sqlite_lock_file(database: str | None) -> int | None:
@@ -175,28 +176,41 @@ def _sqlite_lock_file(database: str | None) -> int | None:
     return fd
 
 
-@event.listens_for(Engine, "begin")
-def _sqlite_begin(conn) -> None:
-    """Elsewhere the driver's own behaviour stays: reads outside a transaction (each sees
-    the latest commit) and a deferred BEGIN before the first write."""
-    if conn.dialect.name == "sqlite" and SQLITE_WRITE_INTENT.get():
-        if _SQLITE_WRITER.acquire(timeout=30):
-            conn.info["sqlite_writer"] = True
-            fd = _sqlite_lock_file(conn.engine.url.database)
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                conn.info["sqlite_writer_fd"] = fd
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+@event.listens_for(Engine, "before_cursor_execute")
+def _sqlite_before_write(conn, cursor, statement, parameters, context, executemany) -> None:
+    if (
+        conn.dialect.name != "sqlite"
+        or "sqlite_writer" in conn.info
+        or statement.lstrip()[:6].upper() not in _WRITES
+    ):
+        return
+    held = _SQLITE_WRITER.acquire(timeout=30)
+    fd = _sqlite_lock_file(conn.engine.url.database) if held else None
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    conn.info["sqlite_writer"] = (held, fd)
+
+
+def _sqlite_release(info: dict) -> None:
+    held, fd = info.pop("sqlite_writer", (False, None))
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    if held:
+        _SQLITE_WRITER.release()
 
 
 @event.listens_for(Engine, "commit")
 @event.listens_for(Engine, "rollback")
 def _sqlite_end(conn) -> None:
-    fd = conn.info.pop("sqlite_writer_fd", None)
-    if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    if conn.info.pop("sqlite_writer", False):
-        _SQLITE_WRITER.release()
+    if "sqlite_writer" in conn.info:
+        _sqlite_release(conn.info)
+
+
+@event.listens_for(Pool, "reset")
+def _sqlite_reset(dbapi_connection, connection_record, reset_state) -> None:
+    """A connection returned with its transaction still open gives the locks back too."""
+    if "sqlite_writer" in connection_record.info:
+        _sqlite_release(connection_record.info)
 
 
 class RequestIdFilter(logging.Filter):

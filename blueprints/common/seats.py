@@ -13,16 +13,22 @@ def take(session, membership: Membership) -> bool:
     """Give `membership` a seat; False (nothing changed) when none is left."""
     if membership.licensed:
         return True
-    result = session.execute(
-        update(Account)
-        .where(Account.id == membership.account_id, Account.seats_used < Account.seat_limit)
-        .values(seats_used=Account.seats_used + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    if not take_for_new(session, membership.account_id):
         return False
     membership.licensed = True
     return True
+
+
+def take_for_new(session, account_id: int) -> bool:
+    """Count one more seat in use for a membership inserted already holding it; False
+    when none is left (the caller rolls its insert back)."""
+    result = session.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.seats_used < Account.seat_limit)
+        .values(seats_used=Account.seats_used + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def release(session, membership: Membership) -> None:

@@ -15,7 +15,7 @@ import time
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import insert, select
 
-from app import SQLITE_WRITE_INTENT, db
+from app import db
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_settings import connector as connectors
 from models import ScimConnector, ScimRequestLog, utcnow
@@ -91,15 +91,6 @@ def install(bp: Blueprint) -> None:
     @bp.url_value_preprocessor
     def pop_connector_id(endpoint, values):
         g.connector_public_id = (values or {}).pop("connector_id", None)
-        # Every SCIM request writes (its log row at least): take SQLite's write lock at
-        # the start of each transaction rather than failing to upgrade a read one.
-        g.sqlite_write_intent = SQLITE_WRITE_INTENT.set(True)
-
-    @bp.teardown_request
-    def forget_write_intent(exc):
-        token = g.pop("sqlite_write_intent", None)
-        if token is not None:
-            SQLITE_WRITE_INTENT.reset(token)
 
     @bp.before_request
     def authenticate():

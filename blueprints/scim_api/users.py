@@ -373,14 +373,18 @@ def _end_sessions(member: Membership) -> None:
         member.user.session_generation = User.session_generation + 1
 
 
+def _licence_limit() -> ForbiddenException:
+    return ForbiddenException(
+        detail="Licence limit reached: every seat of this account is in use. "
+        "Deactivate a member or raise the seat limit, then retry."
+    )
+
+
 def set_active(session, member: Membership, active: bool) -> None:
     """Activate (takes a seat, or 403) or deactivate (frees it, ends sessions)."""
     if active:
         if not seats.take(session, member):
-            raise ForbiddenException(
-                detail="Licence limit reached: every seat of this account is in use. "
-                "Deactivate a member or raise the seat limit, then retry."
-            )
+            raise _licence_limit()
         member.active = True
         return
     if member.active and member.role == "owner" and not _other_active_owner(session, member):
@@ -565,8 +569,11 @@ def _insert_new(session, connector, resource, email, verified, person, now) -> M
             .returning(User.__table__.c.id)
         ).scalar_one()
         welcome = member.user_id
-    # On PostgreSQL the seat UPDATE locks the account row until the commit: keep it late.
-    set_active(session, member, True if resource.active is None else resource.active)
+    # The seat is taken last, after the inserts: on PostgreSQL its UPDATE locks the
+    # account row until the commit, and every concurrent create queues on that row. The
+    # membership goes in holding it; no seat left rolls the whole request back (403).
+    active = True if resource.active is None else resource.active
+    member.active = member.licensed = active
     table = Membership.__table__
     values = {c.key: getattr(member, c.key) for c in table.columns if c.key != "id"}
     member.id = session.execute(insert(table).values(**values).returning(table.c.id)).scalar_one()
@@ -590,6 +597,8 @@ def _insert_new(session, connector, resource, email, verified, person, now) -> M
         outbox.enqueue_welcome(session, welcome, email, connector.account.name)
     if invitation is not None:
         _queue(session, member, [("invite", invitation)], connector.account.name)
+    if active and not seats.take_for_new(session, member.account_id):
+        raise _licence_limit()
     return member
 
 

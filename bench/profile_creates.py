@@ -1,0 +1,138 @@
+"""Where a SCIM create spends its time: POST /Users through `app.test_client()` (no
+gunicorn, no network, one thread) under cProfile, on a fresh database.
+
+    .venv/bin/python bench/profile_creates.py                 # temp SQLite database
+    .venv/bin/python bench/profile_creates.py --postgres      # scratch PostgreSQL database
+    .venv/bin/python bench/profile_creates.py --users 2000 --top 40 --dump creates.prof
+
+Prints the single-thread create rate with and without the profiler, then the top
+functions by cumulative and by own time (pstats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+def _pg(statement: str) -> None:
+    import psycopg
+
+    url = PG_URL.replace("postgresql+psycopg://", "postgresql://", 1) + "/postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def body(i: int) -> dict:
+    user_name = f"ada.lovelace.prof{i:06d}@acme.test"
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"primary": True, "value": user_name, "type": "work"}],
+        "displayName": "Ada Lovelace",
+        "locale": "en-US",
+        "externalId": f"00uprof{i:07d}",
+        "groups": [],
+        "active": True,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--dump", help="also write the raw profile here (for snakeviz etc.)")
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="scim-profile.")
+    database = None
+    if args.postgres:
+        database = f"scim_bench_{secrets.token_hex(4)}"
+        _pg(f"CREATE DATABASE {database}")
+        os.environ["DATABASE_URL"] = f"{PG_URL}/{database}"
+    else:
+        os.environ["DATABASE_URL"] = f"sqlite:///{work}/profile.db"
+    os.environ["INSTANCE_PATH"] = f"{work}/instance"
+    os.environ["BASE_URL"] = "http://127.0.0.1:5000"
+    os.environ["SCHEDULER_ENABLED"] = "0"
+    sys.path.insert(0, str(ROOT))
+    try:
+        from flask_migrate import upgrade
+
+        from app import create_app, db
+        from blueprints.common.demo import seed_demo
+
+        app = create_app({"SCIM_REQUESTS_PER_SECOND": 10**9})
+        with app.app_context():
+            upgrade()
+            seeded = seed_demo(with_scim=True)
+            db.session.remove()
+        path = "/scim/v2/" + seeded["SCIM_BASE_URL"].rsplit("/", 1)[-1] + "/Users"
+        headers = {
+            "Authorization": f"Bearer {seeded['SCIM_TOKEN']}",
+            "Content-Type": "application/scim+json",
+        }
+        client = app.test_client()
+
+        def create(i: int) -> None:
+            response = client.post(path, json=body(i), headers=headers)
+            if response.status_code != 201:
+                raise SystemExit(f"create {i}: {response.status_code} {response.get_data()!r}")
+
+        for i in range(50):  # warm: imports, caches, first compilations
+            create(i)
+        t0 = time.perf_counter()
+        for i in range(50, 50 + args.users):
+            create(i)
+        plain = time.perf_counter() - t0
+
+        profiler = cProfile.Profile()
+        t0 = time.perf_counter()
+        profiler.enable()
+        for i in range(50 + args.users, 50 + 2 * args.users):
+            create(i)
+        profiler.disable()
+        profiled = time.perf_counter() - t0
+
+        print(f"database: {os.environ['DATABASE_URL']}")
+        print(
+            f"{args.users} creates, one thread, no profiler: {plain:.2f} s "
+            f"({args.users / plain:.0f}/s, {1000 * plain / args.users:.2f} ms each)"
+        )
+        print(
+            f"{args.users} creates under cProfile: {profiled:.2f} s "
+            f"({args.users / profiled:.0f}/s, {1000 * profiled / args.users:.2f} ms each)"
+        )
+        if args.dump:
+            profiler.dump_stats(args.dump)
+        for key in ("cumulative", "tottime"):
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(key)
+            stats.print_stats(args.top)
+            print(f"\n=== top {args.top} by {key} ===")
+            print(out.getvalue().split("\n", 4)[-1].rstrip())
+        with app.app_context():
+            db.engine.dispose()
+    finally:
+        if database:
+            _pg(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
