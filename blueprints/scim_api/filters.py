@@ -310,7 +310,18 @@ def present(column: Column) -> ColumnElement:
     return and_(column.expr.is_not(None), column.expr != "")
 
 
-class _Compiler(FilterVisitor[ColumnElement]):
+class _Logic(FilterVisitor[ColumnElement]):
+    """not / and / or, the same at the resource level and inside a value filter."""
+
+    def visit_not(self, node: Not) -> ColumnElement:
+        return not_(self.visit(node.expr))
+
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement:
+        terms = [self.visit(term) for term in node.terms]
+        return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
+
+
+class _Compiler(_Logic):
     """A resource-level filter to a WHERE clause."""
 
     def __init__(self, mapping: Mapping, scim_filter: ScimFilter):
@@ -364,13 +375,6 @@ class _Compiler(FilterVisitor[ColumnElement]):
         column, multi = self._column(node.attr_path, comparison=False)
         return present(column) if multi is None else multi.exists(present(column))
 
-    def visit_not(self, node: Not) -> ColumnElement:
-        return not_(self.visit(node.expr))
-
-    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement:
-        terms = [self.visit(term) for term in node.terms]
-        return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
-
     def visit_value_path(self, node: ValuePath) -> ColumnElement:
         binding = self._bind(node.attr_path, comparison=False)
         multi = self.mapping.multi.get(binding.field_name) if binding.is_multivalued else None
@@ -381,7 +385,7 @@ class _Compiler(FilterVisitor[ColumnElement]):
         return multi.exists(compile_values(multi, node.val_filter, str(node.attr_path)))
 
 
-class _ValueCompiler(FilterVisitor[ColumnElement]):
+class _ValueCompiler(_Logic):
     """The filter inside `attr[...]`, over the sub-attributes of one multi-valued
     attribute (no nesting, as RFC 7644's errata say)."""
 
@@ -403,13 +407,6 @@ class _ValueCompiler(FilterVisitor[ColumnElement]):
 
     def visit_present(self, node: Present) -> ColumnElement:
         return present(self._column(node.attr_path))
-
-    def visit_not(self, node: Not) -> ColumnElement:
-        return not_(self.visit(node.expr))
-
-    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement:
-        terms = [self.visit(term) for term in node.terms]
-        return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
 
     def visit_value_path(self, node: ValuePath) -> ColumnElement:
         raise InvalidFilterException(detail="A value filter cannot hold another one.")
