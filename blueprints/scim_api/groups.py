@@ -37,6 +37,7 @@ from blueprints.scim_api.resources import (
     page,
     render,
     text,
+    timestamp,
     usable_id,
     validate,
     wants,
@@ -97,8 +98,8 @@ def payload(team: Team, members: list[tuple[str, str | None]] | None, base: str)
         or None,
         "meta": {
             "resourceType": "Group",
-            "created": team.created_at.isoformat(),
-            "lastModified": team.updated_at.isoformat(),
+            "created": timestamp(team.created_at),
+            "lastModified": timestamp(team.updated_at),
             "location": f"{base}/Groups/{team.scim_id}",
             "version": etag(team.version),
         },

@@ -47,6 +47,7 @@ from blueprints.scim_api.resources import (
     page,
     render,
     text,
+    timestamp,
     validate,
     wants,
 )
@@ -187,8 +188,8 @@ def payload(member: Membership, groups: list[tuple[str, str]], base: str) -> dic
         or None,
         "meta": {
             "resourceType": "User",
-            "created": member.created_at.isoformat(),
-            "lastModified": member.updated_at.isoformat(),
+            "created": timestamp(member.created_at),
+            "lastModified": timestamp(member.updated_at),
             "location": f"{base}/Users/{member.scim_id}",
             "version": etag(member.version),
         },
