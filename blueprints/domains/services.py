@@ -67,6 +67,15 @@ def normalise(raw: str) -> str:
     return ascii_name
 
 
+def email_domain(email: str) -> str:
+    """The domain of an email address as domains are stored: IDNA (xn--), lower case."""
+    domain = email.strip().lower().rpartition("@")[2]
+    try:
+        return normalise(domain)
+    except DomainError:
+        return domain
+
+
 def display_name(name: str) -> str:
     """The Unicode form for people (xn--bcher-kva.example → bücher.example)."""
     try:

@@ -49,23 +49,29 @@ def validate(model, body: dict, context: Context):
         return model.model_validate(body, scim_ctx=context)
 
 
+def storable(value: str, attribute: str) -> str:
+    """400 for a string no database can hold: a NUL (PostgreSQL refuses it in text) or a
+    lone surrogate (JSON can escape "\\ud800"; it is not Unicode)."""
+    if "\x00" in value:
+        raise InvalidValueException(detail=f"{attribute} contains a NUL character.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValueException(
+            detail=f"{attribute} is not valid Unicode (a lone surrogate)."
+        ) from None
+    return value
+
+
 def text(value: str | None, attribute: str) -> str | None:
-    """A string fit for a column: at most MAX_LENGTH characters, no NUL byte."""
+    """A string fit for a column: storable, at most MAX_LENGTH characters."""
     if value is None:
         return None
     if len(value) > MAX_LENGTH:
         raise InvalidValueException(
             detail=f"{attribute} is longer than {MAX_LENGTH} characters ({len(value)})."
         )
-    if "\x00" in value:
-        raise InvalidValueException(detail=f"{attribute} contains a NUL character.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # JSON can escape a lone surrogate ("\ud800")
-        raise InvalidValueException(
-            detail=f"{attribute} is not valid Unicode (a lone surrogate)."
-        ) from None
-    return value
+    return storable(value, attribute)
 
 
 def etag(version: int) -> str:

@@ -37,8 +37,10 @@ from scim2_models import (
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import selectinload
 
+from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
 from blueprints.common.urls import absolute_url
+from blueprints.domains.services import email_domain
 from blueprints.scim_api import filters
 from blueprints.scim_api.resources import (
     check_if_match,
@@ -46,6 +48,7 @@ from blueprints.scim_api.resources import (
     list_response,
     page,
     render,
+    storable,
     text,
     timestamp,
     validate,
@@ -57,18 +60,6 @@ from models import Domain, MemberEmail, Membership, Team, TeamMember, User
 EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
 PERSON_NAME = 200  # characters of user.display_name
-
-
-def email_key(email: str) -> str:
-    return email.strip().lower()
-
-
-def _domain_of(email: str) -> str:
-    domain = email.rsplit("@", 1)[-1].strip().rstrip(".").lower()
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
 
 
 def member_email(resource: UserResource) -> str | None:
@@ -100,7 +91,7 @@ def _verified(session, account_id: int, email: str) -> bool:
             select(Domain.id).where(
                 Domain.account_id == account_id,
                 Domain.status == "verified",
-                Domain.name == _domain_of(email),
+                Domain.name == email_domain(email),
             )
         )
         is not None
@@ -257,12 +248,7 @@ def _storable(value, where: str = "The request") -> None:
     is not Unicode and not encodable). The email matching and the uniqueness check query
     with these values before resources.text sees them, so they were a 500."""
     if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidValueException(detail=f"{where} contains a NUL character.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidValueException(detail=f"{where} is not valid Unicode.") from None
+        storable(value, where)
     elif isinstance(value, dict):
         for key, item in value.items():
             _storable(item, str(key))
@@ -406,6 +392,22 @@ def _invite(member: Membership, now: datetime) -> str:
     return token
 
 
+def _new_person(member: Membership, email: str, now: datetime) -> dict:
+    """The person a provisioned email creates: no passphrase until the welcome email's
+    delivery makes one (SPEC F5)."""
+    return {
+        "email": email,
+        "email_key": email_key(email),
+        # The person's name is a convenience; the member keeps the full displayName
+        # (512 characters), which PostgreSQL refused in user.display_name: a 500.
+        "display_name": member.display_name[:PERSON_NAME] if member.display_name else None,
+        "passphrase_hash": None,
+        "must_change_passphrase": True,
+        "session_generation": 1,
+        "created_at": now,
+    }
+
+
 def _match_email(
     session,
     member: Membership,
@@ -427,28 +429,14 @@ def _match_email(
     if not verified:
         return [("invite", _invite(member, now))]
     member.invitation_token_hash = None
-    user = person if looked_up else find_person(session, email)
+    user = person if looked_up else find_user(session, email)
     if user is not None:
         member.user = user
         return []
-    user = User(
-        email=email,
-        email_key=email_key(email),
-        # The person's name is a convenience; the member keeps the full displayName
-        # (512 characters), which PostgreSQL refused in user.display_name: a 500.
-        display_name=member.display_name[:PERSON_NAME] if member.display_name else None,
-        passphrase_hash=None,
-        must_change_passphrase=True,
-        session_generation=1,
-        created_at=now,
-    )
+    user = User(**_new_person(member, email, now))
     session.add(user)
     member.user = user
     return [("welcome", user)]
-
-
-def find_person(session, email: str) -> User | None:
-    return session.scalar(select(User).where(User.email_key == email_key(email)))
 
 
 def _change_email(session, member: Membership, email: str | None, now: datetime) -> list:
@@ -557,16 +545,7 @@ def _insert_new(session, connector, resource, email, verified, person, now) -> M
     elif email is not None:
         member.user_id = session.execute(
             insert(User.__table__)
-            .values(
-                email=email,
-                email_key=email_key(email),
-                # A convenience copy; the member keeps the whole displayName (512).
-                display_name=member.display_name[:PERSON_NAME] if member.display_name else None,
-                passphrase_hash=None,
-                must_change_passphrase=True,
-                session_generation=1,
-                created_at=now,
-            )
+            .values(**_new_person(member, email, now))
             .returning(User.__table__.c.id)
         ).scalar_one()
         welcome = member.user_id

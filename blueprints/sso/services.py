@@ -14,11 +14,10 @@ from flask import current_app
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
-from blueprints.auth.services import email_key, find_user
+from blueprints.auth.services import find_user
 from blueprints.common import audit
 from blueprints.common.crypto import encrypt
-from blueprints.domains.services import DomainError, has_verified_domain
-from blueprints.domains.services import normalise as normalise_domain
+from blueprints.domains.services import email_domain, has_verified_domain
 from models import Domain, Membership, SsoConnection, SsoFlow, User
 
 
@@ -252,15 +251,6 @@ def record_test(
 
 
 # --- who signs in ---------------------------------------------------------------------------
-
-
-def email_domain(email: str) -> str:
-    """The domain of an email address as domains are stored: IDNA (xn--), lower case."""
-    domain = email_key(email).rpartition("@")[2]
-    try:
-        return normalise_domain(domain)
-    except DomainError:
-        return domain
 
 
 def connection_for_email(session, email: str) -> SsoConnection | None:
