@@ -4,9 +4,19 @@ last seat; the caller's transaction commits or rolls it back with the membership
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
+from blueprints.common.sql import execute
 from models import Account, Membership
+
+_accounts = Account.__table__
+_TAKE = (
+    update(_accounts)
+    .where(
+        _accounts.c.id == bindparam("account_id"), _accounts.c.seats_used < _accounts.c.seat_limit
+    )
+    .values(seats_used=_accounts.c.seats_used + 1)
+)
 
 
 def take(session, membership: Membership) -> bool:
@@ -22,13 +32,7 @@ def take(session, membership: Membership) -> bool:
 def take_for_new(session, account_id: int) -> bool:
     """Count one more seat in use for a membership inserted already holding it; False
     when none is left (the caller rolls its insert back)."""
-    result = session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.seats_used < Account.seat_limit)
-        .values(seats_used=Account.seats_used + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return execute(session, _TAKE, {"account_id": account_id}).rowcount == 1
 
 
 def release(session, membership: Membership) -> None:

@@ -10,6 +10,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import dns.exception
 import dns.nameserver
@@ -69,7 +70,13 @@ def normalise(raw: str) -> str:
 
 def email_domain(email: str) -> str:
     """The domain of an email address as domains are stored: IDNA (xn--), lower case."""
-    domain = email.strip().lower().rpartition("@")[2]
+    return _stored_form(email.strip().lower().rpartition("@")[2])
+
+
+@lru_cache(maxsize=4096)
+def _stored_form(domain: str) -> str:
+    # Cached: an IdP provisions thousands of people from a handful of domains, and the
+    # IDNA encoding is the slowest step of matching one (SCIM create path).
     try:
         return normalise(domain)
     except DomainError:

@@ -16,6 +16,7 @@ from flask import Blueprint, current_app, g, request
 from sqlalchemy import insert, select
 
 from app import db
+from blueprints.common.sql import execute
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_settings import connector as connectors
 from models import ScimConnector, ScimRequestLog, utcnow
@@ -81,6 +82,7 @@ class _Window:
             self._second, self._counts = 0, {}
 
 
+_INSERT_LOG = insert(ScimRequestLog.__table__)
 _requests = _Window()
 _failures = _Window()
 
@@ -172,14 +174,16 @@ def _add_log_row(connector: ScimConnector, status: int) -> None:
     detail = g.get("scim_error_detail")
     # A Core INSERT: the row is never read back in this request, so the ORM's unit of
     # work (identity map, flush ordering) would be pure overhead on every SCIM call.
-    db.session.execute(
-        insert(ScimRequestLog.__table__).values(
-            connector_id=connector.id,
-            method=request.method[:10],
-            resource=_printable(resource, 300),
-            status=status,
-            outcome="success" if status < 400 else "failure",
-            detail=_printable(detail, 500) if detail else None,
-            created_at=utcnow(),
-        )
+    execute(
+        db.session,
+        _INSERT_LOG,
+        {
+            "connector_id": connector.id,
+            "method": request.method[:10],
+            "resource": _printable(resource, 300),
+            "status": status,
+            "outcome": "success" if status < 400 else "failure",
+            "detail": _printable(detail, 500) if detail else None,
+            "created_at": utcnow(),
+        },
     )

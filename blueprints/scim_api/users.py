@@ -34,11 +34,12 @@ from scim2_models import (
     PatchOp,
     UniquenessException,
 )
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
+from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import email_domain
 from blueprints.scim_api import filters
@@ -55,7 +56,7 @@ from blueprints.scim_api.resources import (
     wants,
 )
 from blueprints.scim_api.schemas import CORE_USER, ENTERPRISE, EnterpriseUser, UserResource
-from models import Domain, MemberEmail, Membership, Team, TeamMember, User
+from models import Account, Domain, MemberEmail, Membership, Team, TeamMember, User
 
 EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
@@ -85,17 +86,62 @@ def member_email(resource: UserResource) -> str | None:
     return None
 
 
-def _verified(session, account_id: int, email: str) -> bool:
-    return (
-        session.scalar(
-            select(Domain.id).where(
-                Domain.account_id == account_id,
-                Domain.status == "verified",
-                Domain.name == email_domain(email),
-            )
-        )
-        is not None
+# The statements of the create path, built once (blueprints.common.sql explains why).
+_MEMBERS, _USERS, _DOMAINS = Membership.__table__, User.__table__, Domain.__table__
+_VERIFIED = select(_DOMAINS.c.id).where(
+    _DOMAINS.c.account_id == bindparam("account_id"),
+    _DOMAINS.c.status == "verified",
+    _DOMAINS.c.name == bindparam("name"),
+)
+# userName and externalId in one query. `external_id = NULL` matches nothing, and no row
+# has id 0, which a new member's check passes as the id to leave out.
+_CLASH = (
+    select(_MEMBERS.c.user_name_key)
+    .where(
+        _MEMBERS.c.account_id == bindparam("account_id"),
+        or_(
+            _MEMBERS.c.user_name_key == bindparam("key"),
+            _MEMBERS.c.external_id == bindparam("external_id"),
+        ),
+        _MEMBERS.c.id != bindparam("exclude_id"),
     )
+    .limit(2)
+)
+# The person with an email, and their membership here if they have one (to adopt it).
+_PERSON = (
+    select(_USERS.c.id, _MEMBERS.c.id, _MEMBERS.c.source, _MEMBERS.c.user_name)
+    .select_from(
+        _USERS.outerjoin(
+            _MEMBERS,
+            and_(
+                _MEMBERS.c.user_id == _USERS.c.id,
+                _MEMBERS.c.account_id == bindparam("account_id"),
+            ),
+        )
+    )
+    .where(_USERS.c.email_key == bindparam("email_key"))
+    .limit(1)
+)
+_INSERT_PERSON = insert(_USERS).returning(_USERS.c.id)
+_INSERT_MEMBER = insert(_MEMBERS).returning(_MEMBERS.c.id)
+_INSERT_EMAILS = insert(MemberEmail.__table__)
+_MEMBER_COLUMNS = [c.key for c in _MEMBERS.columns if c.key != "id"]
+
+
+_ACCOUNT_NAME = select(Account.__table__.c.name).where(
+    Account.__table__.c.id == bindparam("account_id")
+)
+
+
+def _account_name(session, account_id: int) -> str:
+    """For the subject of a welcome or invitation email (a Core read: the ORM's lazy load
+    of `connector.account` cost more than the rest of a create's reads)."""
+    return execute(session, _ACCOUNT_NAME, {"account_id": account_id}).scalar_one()
+
+
+def _verified(session, account_id: int, email: str) -> bool:
+    found = execute(session, _VERIFIED, {"account_id": account_id, "name": email_domain(email)})
+    return found.first() is not None
 
 
 # --- Reading ------------------------------------------------------------------------------
@@ -319,14 +365,13 @@ def _write_attributes(member: Membership, resource: UserResource) -> None:
 def _check_unique(session, member: Membership, account_id: int) -> None:
     """A friendly 409 before the insert (one query for userName and externalId); the
     unique constraints decide under races."""
-    same_name = Membership.user_name_key == member.user_name_key
-    condition = same_name
-    if member.external_id is not None:
-        condition = or_(same_name, Membership.external_id == member.external_id)
-    clash = select(Membership.user_name_key).where(Membership.account_id == account_id, condition)
-    if member.id is not None:
-        clash = clash.where(Membership.id != member.id)
-    keys = session.scalars(clash.limit(2)).all()
+    params = {
+        "account_id": account_id,
+        "key": member.user_name_key,
+        "external_id": member.external_id,
+        "exclude_id": member.id or 0,
+    }
+    keys = execute(session, _CLASH, params).scalars().all()
     if member.user_name_key in keys:
         raise UniquenessException(detail=f"A user with userName {member.user_name!r} exists.")
     if keys:
@@ -488,26 +533,23 @@ def create(session, connector, body: dict, now: datetime) -> Membership:
     # unique constraints decide when two creates race past this check.
     _check_unique(session, _probe(resource, account_id), account_id)
     verified = email is not None and _verified(session, account_id, email)
-    member = person = None
+    member = person_id = None
     if verified:
         # The person, if they exist, and their membership here if they are already a
         # (manual) member, which is then adopted: one query for both.
-        found = session.execute(
-            select(User, Membership)
-            .outerjoin(
-                Membership,
-                and_(Membership.user_id == User.id, Membership.account_id == account_id),
-            )
-            .where(User.email_key == email_key(email))
+        found = execute(
+            session, _PERSON, {"account_id": account_id, "email_key": email_key(email)}
         ).first()
         if found is not None:
-            person, member = found
-        if member is not None and member.source == "scim":
-            raise UniquenessException(
-                detail=f"The email {email} already belongs to the user {member.user_name!r}."
-            )
+            person_id, member_id, source, user_name = found
+            if source == "scim":
+                raise UniquenessException(
+                    detail=f"The email {email} already belongs to the user {user_name!r}."
+                )
+            if member_id is not None:
+                member = session.get(Membership, member_id)
     if member is None:
-        return _insert_new(session, connector, resource, email, verified, person, now)
+        return _insert_new(session, connector, resource, email, verified, person_id, now)
     with session.no_autoflush:
         _write_attributes(member, resource)
         member.email = email
@@ -519,7 +561,7 @@ def create(session, connector, body: dict, now: datetime) -> Membership:
     return member
 
 
-def _insert_new(session, connector, resource, email, verified, person, now) -> Membership:
+def _insert_new(session, connector, resource, email, verified, person_id, now) -> Membership:
     """A new member, written with Core INSERTs: on this hot path (an IdP creating
     thousands of users) the ORM's unit of work cost more than the statements. Returns a
     transient Membership holding what was written, for the response."""
@@ -540,13 +582,11 @@ def _insert_new(session, connector, resource, email, verified, person, now) -> M
     welcome = invitation = None
     if email is not None and not verified:
         invitation = _invite(member, now)
-    elif email is not None and person is not None:
-        member.user_id = person.id
+    elif email is not None and person_id is not None:
+        member.user_id = person_id
     elif email is not None:
-        member.user_id = session.execute(
-            insert(User.__table__)
-            .values(**_new_person(member, email, now))
-            .returning(User.__table__.c.id)
+        member.user_id = execute(
+            session, _INSERT_PERSON, _new_person(member, email, now)
         ).scalar_one()
         welcome = member.user_id
     # The seat is taken last, after the inserts: on PostgreSQL its UPDATE locks the
@@ -554,12 +594,12 @@ def _insert_new(session, connector, resource, email, verified, person, now) -> M
     # membership goes in holding it; no seat left rolls the whole request back (403).
     active = True if resource.active is None else resource.active
     member.active = member.licensed = active
-    table = Membership.__table__
-    values = {c.key: getattr(member, c.key) for c in table.columns if c.key != "id"}
-    member.id = session.execute(insert(table).values(**values).returning(table.c.id)).scalar_one()
+    values = {key: getattr(member, key) for key in _MEMBER_COLUMNS}
+    member.id = execute(session, _INSERT_MEMBER, values).scalar_one()
     if member.emails:
-        session.execute(
-            insert(MemberEmail.__table__),
+        execute(
+            session,
+            _INSERT_EMAILS,
             [
                 {
                     "membership_id": member.id,
@@ -573,10 +613,12 @@ def _insert_new(session, connector, resource, email, verified, person, now) -> M
                 for e in member.emails
             ],
         )
-    if welcome is not None:
-        outbox.enqueue_welcome(session, welcome, email, connector.account.name)
-    if invitation is not None:
-        _queue(session, member, [("invite", invitation)], connector.account.name)
+    if welcome is not None or invitation is not None:
+        account_name = _account_name(session, connector.account_id)
+        if welcome is not None:
+            outbox.enqueue_welcome(session, welcome, email, account_name)
+        else:
+            _queue(session, member, [("invite", invitation)], account_name)
     if active and not seats.take_for_new(session, member.account_id):
         raise _licence_limit()
     return member
@@ -594,7 +636,7 @@ def _apply(session, connector, member: Membership, resource, now: datetime) -> N
         member.updated_at = now
     session.flush()
     if pending:
-        _queue(session, member, pending, connector.account.name)
+        _queue(session, member, pending, _account_name(session, connector.account_id))
 
 
 def replace(session, connector, scim_id: str, body: dict, now: datetime) -> Membership:

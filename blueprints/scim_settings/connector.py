@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit, outbox
@@ -312,6 +312,10 @@ def disable(session, connector: ScimConnector, actor: User, now: datetime) -> No
 # --- the SCIM API's bearer check ------------------------------------------------------------
 
 
+# Built once: every SCIM request runs it.
+_BY_PUBLIC_ID = select(ScimConnector).where(ScimConnector.public_id == bindparam("public_id"))
+
+
 @dataclass
 class Authentication:
     connector: ScimConnector | None
@@ -330,7 +334,7 @@ def authenticate(
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:
         return Authentication(None, "missing")
-    connector = session.scalar(select(ScimConnector).where(ScimConnector.public_id == public_id))
+    connector = session.scalar(_BY_PUBLIC_ID, {"public_id": public_id})
     if connector is None:
         return Authentication(None, "unknown")
     presented = token_hash(token)
