@@ -7,6 +7,7 @@
 #   bench/run.sh                      # SQLite
 #   bench/run.sh --postgres           # PostgreSQL on postgresql+psycopg://postgres@127.0.0.1:5432
 #   bench/run.sh --users 2000 --phases lookups1k,creates   # any scim_bench.py option
+#   bench/run.sh [--postgres] --reference   # creates against bench/thin_app.py instead
 #
 # Environment: BENCH_PORT (default: a free port), BENCH_PG_URL (server URL without the
 # database), BENCH_GUNICORN_ARGS (default "-w 2 --threads 4"), BENCH_KEEP=1 keeps the temp
@@ -21,6 +22,14 @@ DB=sqlite
 if [ "${1:-}" = "--postgres" ]; then
   DB=postgresql
   shift
+fi
+# --reference: serve bench/thin_app.py (the thinnest durable Flask + SQLAlchemy create)
+# instead of the app, for the creates phase only: the ceiling our figures are read against.
+APP='app:create_app()'
+if [ "${1:-}" = "--reference" ]; then
+  APP='bench.thin_app:create_app()'
+  shift
+  set -- --phases creates "$@"
 fi
 
 WORK="$(mktemp -d /tmp/scim-bench.XXXXXX)"
@@ -88,7 +97,7 @@ export SCIM_BASE_URL SCIM_TOKEN
 # BENCH_GUNICORN_ARGS replaces the worker model (e.g. "-w 4 --threads 1") for experiments.
 # shellcheck disable=SC2086
 SCIM_REQUESTS_PER_SECOND=100000 "$BIN/gunicorn" ${BENCH_GUNICORN_ARGS:--w 2 --threads 4} \
-  -b "127.0.0.1:$PORT" --no-control-socket 'app:create_app()' >"$WORK/server.log" 2>&1 &
+  -b "127.0.0.1:$PORT" --no-control-socket "$APP" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
 for _ in $(seq 100); do
@@ -115,11 +124,13 @@ done
 [ "$code" = 200 ] || { echo "the server did not answer" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
 STAMP="$(date +%Y%m%d-%H%M%S)"
-OUT="$ROOT/bench/results/scim-$DB-$STAMP.json"
+KIND="$DB"
+[ "$APP" = 'app:create_app()' ] || KIND="$DB-reference"
+OUT="$ROOT/bench/results/scim-$KIND-$STAMP.json"
 echo "server pid $SERVER_PID on $BASE_URL; results in $OUT" >&2
 # PostgreSQL: ANALYZE before the lookups, as autovacuum would (this machine's server runs
 # with autovacuum=off, and without statistics the planner picks the wrong index).
 EXTRA=()
 [ "$DB" = postgresql ] && EXTRA+=(--analyze)
 "$BIN/python" bench/scim_bench.py --server-pid "$SERVER_PID" --seed-direct "${EXTRA[@]}" \
-  --label "$DB, gunicorn ${BENCH_GUNICORN_ARGS:--w 2 --threads 4}" --json-out "$OUT" "$@"
+  --label "$KIND, gunicorn ${BENCH_GUNICORN_ARGS:--w 2 --threads 4}" --json-out "$OUT" "$@"
