@@ -45,6 +45,7 @@ def make_user(
             Membership(
                 account_id=account.id,
                 user_id=user.id,
+                email=email,
                 role=role,
                 active=active,
                 source=source,

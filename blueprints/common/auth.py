@@ -6,10 +6,10 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import abort, g, make_response, redirect, request, session, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, user_logged_in
 
 from app import db, login_manager
-from models import Membership, User
+from models import Membership, User, utcnow
 
 
 @login_manager.user_loader
@@ -22,6 +22,14 @@ def load_user(user_id: str) -> User | None:
     if user is None or user.session_generation != int(generation):
         return None
     return user
+
+
+@user_logged_in.connect
+def remember_sign_in(sender, user: User, **extra) -> None:
+    """Every way in (passphrase, SSO, reset, invitation) ends in login_user: the Members
+    page's "last sign-in" is stamped here."""
+    user.last_sign_in_at = utcnow()
+    db.session.commit()
 
 
 @login_manager.unauthorized_handler

@@ -34,6 +34,7 @@ def _membership(account: Account, user: User, role: str) -> None:
             Membership(
                 account_id=account.id,
                 user_id=user.id,
+                email=user.email,
                 role=role,
                 source="manual",
                 active=True,

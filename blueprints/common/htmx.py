@@ -11,7 +11,12 @@ def is_htmx() -> bool:
 
 def request_is_partial() -> bool:
     """True when htmx asked for a fragment (an htmx request that is not a boosted page)."""
-    return is_htmx() and request.headers.get("HX-Boosted") != "true"
+    return (
+        is_htmx()
+        and request.headers.get("HX-Boosted") != "true"
+        # Back to a pushed URL htmx has no snapshot of: it wants the whole page.
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
 
 
 def render_page_or_fragment(page: str, fragment: str, status: int = 200, **context):

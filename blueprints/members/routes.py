@@ -1,29 +1,260 @@
-"""The Members page (SPEC F6). Search, filters and seats come with issue #6."""
+"""The Members page (SPEC F6): members, teams, the seat meter, member actions and the CSV
+export; and every member's own account page.
 
-from flask import Blueprint, render_template, request
-from sqlalchemy import select
+The list is one URL (`/enterprise/members?q=…&source=…&status=…&team=…&sort=…&page=…`):
+htmx asks it for the results fragment and pushes the URL, so a filtered page can be
+bookmarked and reloads as the full page. Member actions ask for the passphrase in the
+member's row and answer with the row as it now is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
 
 from app import db
+from blueprints.auth.forms import ConfirmPassphraseForm
+from blueprints.auth.services import confirm_passphrase
 from blueprints.common.auth import admin_required, current_membership
-from models import Membership, User
+from blueprints.common.htmx import (
+    is_htmx,
+    render_fragment,
+    render_page_or_fragment,
+    request_is_partial,
+)
+from blueprints.members import services
+from blueprints.members.services import ACTIONS, ActionRefused, Filters
+from models import Account, utcnow
 
 bp = Blueprint("members", __name__, url_prefix="/enterprise/members")
-PAGE_SIZE = 50
+
+LABELS = {
+    "deactivate": "Deactivate",
+    "reactivate": "Reactivate",
+    "remove": "Remove",
+    "make-co-owner": "Make co-owner",
+    "revoke-co-owner": "Take back co-owner",
+}
+
+
+def _actor():
+    return current_membership()
+
+
+def _account_id() -> int:
+    return _actor().account_id
+
+
+def _list_context(filters: Filters, team=None) -> dict:
+    session = db.session
+    account = session.get(Account, _account_id())
+    endpoint, fixed = ("members.team", {"team_id": team.id}) if team else ("members.index", {})
+    return {
+        "result": services.list_members(session, account.id, filters),
+        "filters": filters,
+        "team_choices": services.team_choices(session, account.id),
+        "partial": request_is_partial(),
+        "actions": services.actions,
+        "meter": services.seat_meter(account),
+        "scim_enabled": services.scim_on(session, account.id),
+        "team": team,
+        "actor": _actor(),
+        "labels": LABELS,
+        "list_url": lambda **changes: url_for(endpoint, **fixed, **filters.args(**changes)),
+    }
 
 
 @bp.get("")
 @admin_required
 def index():
-    """The account's members, a page at a time, by email."""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    rows = db.session.execute(
-        select(Membership, User)
-        .outerjoin(User, User.id == Membership.user_id)
-        .where(Membership.account_id == current_membership().account_id)
-        .order_by(Membership.id)
-        .limit(PAGE_SIZE + 1)
-        .offset((page - 1) * PAGE_SIZE)
-    ).all()
-    return render_template(
-        "members/index.html", rows=rows[:PAGE_SIZE], page=page, has_next=len(rows) > PAGE_SIZE
+    """Every member: search, filters, sort and pages (SPEC F6)."""
+    filters = Filters.from_args(request.args)
+    return render_page_or_fragment(
+        "members/index.html", "members/_results.html", **_list_context(filters)
     )
+
+
+@bp.get("/teams")
+@admin_required
+def teams():
+    return render_template(
+        "members/teams.html",
+        teams=services.list_teams(db.session, _account_id()),
+        scim_enabled=services.scim_on(db.session, _account_id()),
+    )
+
+
+@bp.get("/teams/<int:team_id>")
+@admin_required
+def team(team_id: int):
+    """A team's members: the members list with the team filter fixed."""
+    found = services.get_team(db.session, _account_id(), team_id)
+    if found is None:
+        abort(404)
+    args = request.args.to_dict() | {"team": str(team_id)}
+    filters = Filters.from_args(args)
+    return render_page_or_fragment(
+        "members/team.html", "members/_results.html", **_list_context(filters, team=found)
+    )
+
+
+@bp.get("/export.csv")
+@admin_required
+def export():
+    """The list under the current filters as CSV, streamed: rows are fetched and written a
+    batch at a time, so 100,000 members never sit in memory."""
+    filters = Filters.from_args(request.args)
+    account_id = _account_id()
+
+    def generate():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            ["email", "name", "role", "source", "status", "licence", "teams", "last_sign_in"]
+        )
+        for count, row in enumerate(services.export_rows(db.session, account_id, filters), 1):
+            m = row.membership
+            writer.writerow(
+                _cells(
+                    row.email,
+                    row.name,
+                    m.role,
+                    m.source,
+                    m.status,
+                    "yes" if m.licensed else "no",
+                    "; ".join(row.teams),
+                    row.last_sign_in_at.strftime("%Y-%m-%d %H:%M UTC")
+                    if row.last_sign_in_at
+                    else "",
+                )
+            )
+            if count % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    stamp = utcnow().strftime("%Y%m%d")
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="members-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _cells(*values) -> list[str]:
+    """Cells a spreadsheet shows as text: one starting with = + - @ (or a tab or CR) would
+    be run as a formula (CSV injection), so it gets a leading apostrophe."""
+    out = []
+    for value in values:
+        text = "" if value is None else str(value)
+        if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            text = "'" + text
+        out.append(text)
+    return out
+
+
+# --- member actions ---------------------------------------------------------------------------
+
+
+def _member_or_404(membership_id: int):
+    member = services.get_member(db.session, _account_id(), membership_id)
+    if member is None:
+        abort(404)
+    return member
+
+
+def _row_context(member, **extra) -> dict:
+    return {
+        "row": services.member_row(db.session, member),
+        "actor": _actor(),
+        "labels": LABELS,
+        "actions": services.actions,
+        "scim_enabled": services.scim_on(db.session, member.account_id),
+    } | extra
+
+
+@bp.get("/<int:membership_id>/row")
+@admin_required
+def row(membership_id: int):
+    """The member's row again (Cancel)."""
+    return render_fragment("members/_row.html", **_row_context(_member_or_404(membership_id)))
+
+
+_ACTION_RULE = "/<int:membership_id>/<any(" + ", ".join(f'"{a}"' for a in ACTIONS) + "):action>"
+
+
+@bp.route(_ACTION_RULE, methods=["GET", "POST"])
+@admin_required
+def action(membership_id: int, action: str):
+    """Deactivate, reactivate, remove, make or take back co-owner: the passphrase first
+    (in the member's row), then the row as it now is."""
+    member = _member_or_404(membership_id)
+    form = ConfirmPassphraseForm()
+    problem = services.allowed(
+        _actor(), member, action, services.scim_on(db.session, _account_id())
+    )
+    if request.method == "GET":
+        return render_page_or_fragment(
+            "members/confirm.html",
+            "members/_row.html",
+            **_row_context(member, confirm=action, form=form, problem=problem),
+        )
+    if problem is None and form.validate_on_submit():
+        problem = confirm_passphrase(
+            db.session, current_user, form.passphrase.data, request.remote_addr, utcnow()
+        )
+        if problem:
+            form.passphrase.errors.append(problem)
+            problem = None
+        else:
+            email = member.email or (member.user.email if member.user else "the member")
+            try:
+                services.perform(db.session, _actor(), member, action, request.remote_addr)
+            except ActionRefused as refused:
+                db.session.rollback()
+                problem = str(refused)
+                member = _member_or_404(membership_id)
+            else:
+                return _done(member, membership_id, action, email)
+    return render_page_or_fragment(
+        "members/confirm.html",
+        "members/_row.html",
+        422,
+        **_row_context(member, confirm=action, form=form, problem=problem),
+    )
+
+
+def _done(member, membership_id: int, action: str, email: str):
+    messages = {
+        "deactivate": f"{email} is deactivated; their seat is free.",
+        "reactivate": f"{email} is active again.",
+        "remove": f"{email} was removed from the account.",
+        "make-co-owner": f"{email} is now a co-owner.",
+        "revoke-co-owner": f"{email} is a member again (no longer a co-owner).",
+    }
+    if not is_htmx():
+        flash(messages[action], "success")
+        return redirect(url_for("members.index"))
+    if action == "remove":
+        return render_fragment(
+            "members/_removed_row.html", member_id=membership_id, message=messages[action]
+        )
+    db.session.expire_all()
+    return render_fragment("members/_row.html", **_row_context(member, message=messages[action]))

@@ -45,11 +45,14 @@ def test_scim_checklist_leaves_sso_open_while_it_is_off(client, session, account
     assert '<li class="done">' not in checklist
 
 
-def test_plain_member_sees_no_enterprise_tiles(client, session, account, login_as):
+def test_plain_member_lands_on_their_own_account_page(client, session, account, login_as):
     member = factories.make_user(session, account=account)
     login_as(member)
-    page = client.get("/").get_data(as_text=True)
-    assert "You are a member of this account" in page
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/account"
+    page = client.get("/account").get_data(as_text=True)
+    assert f"You are a member of {account.name}" in page
+    assert member.email in page
     assert "/enterprise/domains" not in page
 
 
@@ -99,7 +102,7 @@ def test_dashboard_hides_scim_warning_from_plain_members(client, session, accoun
     _failing_scim(session, account, owner, timedelta(days=5))
     member = factories.make_user(session, account=account)
     login_as(member)
-    page = client.get("/").get_data(as_text=True)
+    page = client.get("/", follow_redirects=True).get_data(as_text=True)
     assert 'id="scim-warning"' not in page
     assert "SCIM token" not in page
 

@@ -1,0 +1,425 @@
+"""Members, teams and licences (SPEC F6): the queries behind the Members page and the
+rules of what an owner or co-owner may do to a member.
+
+The list is filtered, sorted and paged in SQL (one page of rows, one count, one query for
+those rows' teams), so it costs the same on the first and the 2,000th page of 100,000
+members. Searching is a case-insensitive substring match on email and name.
+
+Who may do what:
+- SCIM-managed members (source "scim" while the account's SCIM connector is on) are
+  read-only here: the IdP activates, deactivates and removes them. Their role is ours,
+  not the IdP's, so an owner can still make them a co-owner.
+- Manual members can be deactivated (seat freed, sessions ended), reactivated (needs a
+  free seat) or removed; nobody acts on themselves, and a co-owner cannot touch an owner.
+- Only an owner makes a member a co-owner or takes the role back; owners are never
+  changed here, so the account always keeps its owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import contains_eager
+
+from blueprints.common import audit, seats
+from models import Account, Membership, ScimConnector, Team, TeamMember, User
+
+PAGE_SIZE = 50
+SOURCES = ("scim", "manual")
+STATUSES = ("active", "deactivated", "invited")
+SORTS = ("email", "name", "last_sign_in", "joined")
+SEAT_WARNING = 0.9  # the seat meter warns from 90 % of the limit
+MAX_QUERY = 200  # characters of a search
+
+
+class ActionRefused(Exception):
+    """What the owner sees next to the member when an action is not allowed."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The list's state, as in the URL (so a filtered page can be bookmarked)."""
+
+    q: str = ""
+    source: str = ""
+    status: str = ""
+    team: int | None = None
+    sort: str = "email"
+    order: str = "asc"
+    page: int = 1
+
+    @classmethod
+    def from_args(cls, args) -> Filters:
+        """Unknown values fall back to the defaults rather than failing the page."""
+        team = args.get("team", "")
+        page = args.get("page", "1")
+        return cls(
+            q=" ".join(args.get("q", "").split())[:MAX_QUERY],
+            source=args.get("source", "") if args.get("source") in SOURCES else "",
+            status=args.get("status", "") if args.get("status") in STATUSES else "",
+            team=int(team) if team.isdigit() and len(team) < 12 else None,
+            sort=args.get("sort") if args.get("sort") in SORTS else "email",
+            order="desc" if args.get("order") == "desc" else "asc",
+            page=max(int(page), 1) if page.isdigit() and len(page) < 9 else 1,
+        )
+
+    def args(self, **changes) -> dict:
+        """URL parameters for this state with `changes`, defaults left out."""
+        values = {
+            "q": self.q,
+            "source": self.source,
+            "status": self.status,
+            "team": self.team,
+            "sort": self.sort,
+            "order": self.order,
+            "page": self.page,
+        } | changes
+        defaults = {"sort": "email", "order": "asc", "page": 1}
+        return {k: v for k, v in values.items() if v not in (None, "") and defaults.get(k) != v}
+
+
+@dataclass
+class Row:
+    membership: Membership
+    email: str | None
+    name: str | None
+    last_sign_in_at: datetime | None
+    teams: list[str] = field(default_factory=list)
+    managed: bool = False  # by the IdP: read-only here
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    total: int
+    filters: Filters
+
+    @property
+    def pages(self) -> int:
+        return max((self.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+
+    @property
+    def first(self) -> int:
+        return min((self.filters.page - 1) * PAGE_SIZE + 1, self.total)
+
+    @property
+    def last(self) -> int:
+        return min(self.filters.page * PAGE_SIZE, self.total)
+
+
+@dataclass
+class SeatMeter:
+    used: int
+    limit: int
+
+    @property
+    def percent(self) -> int:
+        return min(round(100 * self.used / self.limit), 100) if self.limit else 100
+
+    @property
+    def level(self) -> str:
+        """ "full", "warning" (from 90 %) or "ok"."""
+        if self.used >= self.limit:
+            return "full"
+        return "warning" if self.used >= SEAT_WARNING * self.limit else "ok"
+
+
+def seat_meter(account: Account) -> SeatMeter:
+    return SeatMeter(account.seats_used, account.seat_limit)
+
+
+def scim_on(session, account_id: int) -> bool:
+    """While SCIM is off, provisioned members are managed here like manual ones."""
+    return bool(
+        session.scalar(select(ScimConnector.enabled).where(ScimConnector.account_id == account_id))
+    )
+
+
+def is_managed(membership: Membership, scim_enabled: bool) -> bool:
+    return scim_enabled and membership.source == "scim"
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _name():
+    """The name shown: displayName, else given + family name, else the person's name."""
+    given_family = func.trim(
+        func.coalesce(Membership.given_name, "") + " " + func.coalesce(Membership.family_name, "")
+    )
+    return func.coalesce(Membership.display_name, func.nullif(given_family, ""), User.display_name)
+
+
+def _where(account_id: int, f: Filters):
+    conditions = [Membership.account_id == account_id]
+    if f.source:
+        conditions.append(Membership.source == f.source)
+    if f.status == "invited":
+        conditions.append(Membership.invitation_token_hash.is_not(None))
+    elif f.status:
+        conditions.append(Membership.invitation_token_hash.is_(None))
+        conditions.append(Membership.active.is_(f.status == "active"))
+    if f.team is not None:
+        conditions.append(
+            exists().where(TeamMember.team_id == f.team, TeamMember.membership_id == Membership.id)
+        )
+    if f.q:
+        pattern = _like(f.q)
+        conditions.append(
+            or_(
+                *(
+                    func.lower(column).like(pattern, escape="\\")
+                    for column in (Membership.email, _name(), Membership.user_name)
+                )
+            )
+        )
+    return and_(*conditions)
+
+
+def _order(f: Filters):
+    column = {
+        "email": Membership.email,
+        "name": func.lower(_name()),
+        "last_sign_in": User.last_sign_in_at,
+        "joined": Membership.created_at,
+    }[f.sort]
+    if f.order == "desc":
+        return [column.desc().nulls_last(), Membership.id.desc()]
+    return [column.asc().nulls_last(), Membership.id.asc()]
+
+
+def _base(account_id: int, f: Filters):
+    return (
+        select(Membership, User.last_sign_in_at, User.email, _name())
+        .outerjoin(User, User.id == Membership.user_id)
+        .where(_where(account_id, f))
+    )
+
+
+def _rows(session, results, scim_enabled: bool) -> list[Row]:
+    rows = [
+        Row(m, m.email or person_email, name, last, managed=is_managed(m, scim_enabled))
+        for m, last, person_email, name in results
+    ]
+    teams = teams_of(session, [row.membership.id for row in rows])
+    for row in rows:
+        row.teams = teams.get(row.membership.id, [])
+    return rows
+
+
+def list_members(session, account_id: int, f: Filters) -> Page:
+    """One page of the account's members under `f`, with the total."""
+    total = session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .outerjoin(User, User.id == Membership.user_id)
+        .where(_where(account_id, f))
+    )
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    if f.page > pages:
+        f = Filters(**(f.__dict__ | {"page": pages}))
+    results = session.execute(
+        _base(account_id, f).order_by(*_order(f)).offset((f.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    ).all()
+    return Page(_rows(session, results, scim_on(session, account_id)), total, f)
+
+
+def export_rows(session, account_id: int, f: Filters, batch: int = 1000) -> Iterator[Row]:
+    """Every member under `f` in the list's order, `batch` rows at a time (keyset by id
+    would change the order; the ordered walk uses the same indexes as the page)."""
+    scim_enabled = scim_on(session, account_id)
+    statement = _base(account_id, f).order_by(*_order(f))
+    result = session.execute(statement.execution_options(yield_per=batch))
+    for chunk in result.partitions(batch):
+        yield from _rows(session, chunk, scim_enabled)
+        session.expunge_all()  # what was written out is not kept in the identity map
+
+
+def teams_of(session, membership_ids: list[int]) -> dict[int, list[str]]:
+    """Each member's team names, for the rows on screen."""
+    found: dict[int, list[str]] = {}
+    if not membership_ids:
+        return found
+    rows = session.execute(
+        select(TeamMember.membership_id, Team.display_name)
+        .join(Team, Team.id == TeamMember.team_id)
+        .where(TeamMember.membership_id.in_(membership_ids))
+        .order_by(Team.display_name_key)
+    )
+    for membership_id, name in rows:
+        found.setdefault(membership_id, []).append(name)
+    return found
+
+
+# --- teams ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TeamRow:
+    team: Team
+    members: int
+
+
+def list_teams(session, account_id: int) -> list[TeamRow]:
+    """The account's teams by name, each with its member count."""
+    counts = (
+        select(TeamMember.team_id, func.count().label("members"))
+        .group_by(TeamMember.team_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Team, func.coalesce(counts.c.members, 0))
+        .outerjoin(counts, counts.c.team_id == Team.id)
+        .where(Team.account_id == account_id)
+        .order_by(Team.display_name_key)
+    ).all()
+    return [TeamRow(team, members) for team, members in rows]
+
+
+def get_team(session, account_id: int, team_id: int) -> Team | None:
+    return session.scalar(select(Team).where(Team.id == team_id, Team.account_id == account_id))
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+def get_member(session, account_id: int, membership_id: int) -> Membership | None:
+    """The account's member with the person loaded; another account's id is None."""
+    return session.scalar(
+        select(Membership)
+        .outerjoin(User, User.id == Membership.user_id)
+        .options(contains_eager(Membership.user))
+        .where(Membership.id == membership_id, Membership.account_id == account_id)
+    )
+
+
+def member_row(session, member: Membership) -> Row:
+    """The list's row for one member (after an action)."""
+    result = session.execute(
+        _base(member.account_id, Filters()).where(Membership.id == member.id)
+    ).all()
+    return _rows(session, result, scim_on(session, member.account_id))[0]
+
+
+ACTIONS = ("deactivate", "reactivate", "remove", "make-co-owner", "revoke-co-owner")
+
+
+def allowed(actor: Membership, member: Membership, action: str, scim_enabled: bool) -> str | None:
+    """None when `actor` may do `action` to `member`; else why not (shown to them)."""
+    if member.id == actor.id:
+        return "You can't change your own membership; ask another owner."
+    if member.role == "owner" and actor.role != "owner":
+        return "Only an owner can change an owner."
+    if action in ("make-co-owner", "revoke-co-owner"):
+        if actor.role != "owner":
+            return "Only an owner can make or take back co-owners."
+        if member.role == "owner":
+            return "Owners keep their role."
+        if action == "make-co-owner" and (member.role != "member" or member.status != "active"):
+            return "Only an active member can be made a co-owner."
+        if action == "revoke-co-owner" and member.role != "co-owner":
+            return "This member is not a co-owner."
+        return None
+    if is_managed(member, scim_enabled):
+        return "Managed by your identity provider: change this member there."
+    if action == "deactivate" and member.status != "active":
+        return "This member is not active."
+    if action == "reactivate" and member.status != "deactivated":
+        return "This member is not deactivated."
+    return None
+
+
+def actions(actor: Membership, row: Row, scim_enabled: bool) -> list[tuple[str, str | None]]:
+    """The buttons of a member's row: (action, None) or (action, why it is disabled)."""
+    member = row.membership
+    if member.id == actor.id:
+        return []
+    wanted = {"active": ["deactivate"], "deactivated": ["reactivate"]}.get(member.status, [])
+    wanted.append("remove")
+    if actor.role == "owner" and member.role == "member" and member.status == "active":
+        wanted.append("make-co-owner")
+    elif actor.role == "owner" and member.role == "co-owner":
+        wanted.append("revoke-co-owner")
+    return [(action, allowed(actor, member, action, scim_enabled)) for action in wanted]
+
+
+def team_choices(session, account_id: int) -> list[tuple[int, str]]:
+    """(id, name) of every team, for the team filter."""
+    return session.execute(
+        select(Team.id, Team.display_name)
+        .where(Team.account_id == account_id)
+        .order_by(Team.display_name_key)
+    ).all()
+
+
+def _other_active_owner(session, member: Membership) -> bool:
+    return (
+        session.scalar(
+            select(Membership.id).where(
+                Membership.account_id == member.account_id,
+                Membership.role == "owner",
+                Membership.active.is_(True),
+                Membership.id != member.id,
+            )
+        )
+        is not None
+    )
+
+
+def _end_sessions(member: Membership) -> None:
+    if member.user is not None:
+        member.user.session_generation = User.session_generation + 1
+
+
+def perform(
+    session, actor: Membership, member: Membership, action: str, remote_addr: str | None
+) -> None:
+    """Do `action` to `member` (the caller checked the passphrase), or ActionRefused.
+    Committed with its audit event."""
+    problem = allowed(actor, member, action, scim_on(session, member.account_id))
+    last_owner = member.role == "owner" and not _other_active_owner(session, member)
+    if problem is None and action in ("deactivate", "remove") and last_owner:
+        problem = "The account needs an owner: make another member an owner first."
+    if problem:
+        raise ActionRefused(problem)
+    target = member.email or (member.user.email if member.user else None)
+    if action == "deactivate":
+        seats.release(session, member)
+        _end_sessions(member)
+        member.active = False
+    elif action == "reactivate":
+        if not seats.take(session, member):
+            account = session.get(Account, member.account_id)
+            raise ActionRefused(
+                f"No licence left: all {account.seat_limit} seats are in use. "
+                "Deactivate a member or raise the seat limit first."
+            )
+        member.active = True
+    elif action == "remove":
+        seats.release(session, member)
+        _end_sessions(member)
+        session.execute(
+            update(Team)
+            .where(
+                Team.id.in_(select(TeamMember.team_id).where(TeamMember.membership_id == member.id))
+            )
+            .values(version=Team.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.delete(member)
+    else:
+        member.role = "co-owner" if action == "make-co-owner" else "member"
+    audit.record(
+        session,
+        f"member.{action.replace('-', '_')}",
+        account_id=actor.account_id,
+        actor_user_id=actor.user_id,
+        target=target,
+        remote_addr=remote_addr,
+    )
+    session.commit()
