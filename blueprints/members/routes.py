@@ -73,8 +73,16 @@ def _list_context(filters: Filters, team=None) -> dict:
         "team": team,
         "actor": _actor(),
         "labels": LABELS,
-        "list_url": lambda **changes: url_for(endpoint, **fixed, **filters.args(**changes)),
+        "list_url": lambda **changes: url_for(endpoint, **fixed, **_args(filters, team, changes)),
     }
+
+
+def _args(filters: Filters, team, changes: dict) -> dict:
+    """The list's URL parameters; a team's page has the team in its path already."""
+    args = filters.args(**changes)
+    if team is not None:
+        args.pop("team", None)
+    return args
 
 
 @bp.get("")

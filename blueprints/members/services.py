@@ -182,15 +182,18 @@ def _where(account_id: int, f: Filters):
 
 
 def _order(f: Filters):
-    column = {
-        "email": Membership.email,
-        "name": func.lower(_name()),
-        "last_sign_in": User.last_sign_in_at,
-        "joined": Membership.created_at,
-    }[f.sort]
-    if f.order == "desc":
-        return [column.desc().nulls_last(), Membership.id.desc()]
-    return [column.asc().nulls_last(), Membership.id.asc()]
+    """ORDER BY for `f`, ending with the id so pages are stable. Email and "joined" walk an
+    index ((account_id, email), which carries the row id, and the primary key), so they
+    keep each database's own NULL order; name and last sign-in are computed or joined,
+    and put the empty ones last."""
+    descending = f.order == "desc"
+    if f.sort in ("email", "joined"):
+        columns = [Membership.email, Membership.id] if f.sort == "email" else [Membership.id]
+        return [c.desc() if descending else c.asc() for c in columns]
+    column = func.lower(_name()) if f.sort == "name" else User.last_sign_in_at
+    column = column.desc() if descending else column.asc()
+    tie = Membership.id.desc() if descending else Membership.id.asc()
+    return [column.nulls_last(), tie]
 
 
 def _base(account_id: int, f: Filters):
