@@ -50,6 +50,10 @@ LABELS = {
 }
 
 
+# What a row shows when no action is under way (the templates read every name).
+ROW_DEFAULTS = {"confirm": None, "form": None, "problem": None, "message": None}
+
+
 def _actor():
     return current_membership()
 
@@ -73,6 +77,8 @@ def _list_context(filters: Filters, team=None) -> dict:
         "team": team,
         "actor": _actor(),
         "labels": LABELS,
+        "oob": False,
+        **ROW_DEFAULTS,
         "list_url": lambda **changes: url_for(endpoint, **fixed, **_args(filters, team, changes)),
     }
 
@@ -189,13 +195,17 @@ def _member_or_404(membership_id: int):
 
 
 def _row_context(member, **extra) -> dict:
-    return {
-        "row": services.member_row(db.session, member),
-        "actor": _actor(),
-        "labels": LABELS,
-        "actions": services.actions,
-        "scim_enabled": services.scim_on(db.session, member.account_id),
-    } | extra
+    return (
+        ROW_DEFAULTS
+        | {
+            "row": services.member_row(db.session, member),
+            "actor": _actor(),
+            "labels": LABELS,
+            "actions": services.actions,
+            "scim_enabled": services.scim_on(db.session, member.account_id),
+        }
+        | extra
+    )
 
 
 @bp.get("/<int:membership_id>/row")
@@ -260,9 +270,20 @@ def _done(member, membership_id: int, action: str, email: str):
     if not is_htmx():
         flash(messages[action], "success")
         return redirect(url_for("members.index"))
+    # The row as it now is, and the seat meter out of band (a seat was freed or taken).
+    meter = services.seat_meter(db.session.get(Account, _account_id()))
     if action == "remove":
         return render_fragment(
-            "members/_removed_row.html", member_id=membership_id, message=messages[action]
+            "members/_action_done.html",
+            removed=True,
+            member_id=membership_id,
+            message=messages[action],
+            meter=meter,
         )
     db.session.expire_all()
-    return render_fragment("members/_row.html", **_row_context(member, message=messages[action]))
+    return render_fragment(
+        "members/_action_done.html",
+        removed=False,
+        meter=meter,
+        **_row_context(member, message=messages[action]),
+    )

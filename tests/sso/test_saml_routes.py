@@ -97,7 +97,7 @@ def _post_response(app, client, connection, idp, request_id, relay_state, email,
 
 
 def _signed_in_as(client) -> str | None:
-    response = client.get("/")
+    response = client.get("/account")  # every signed-in user has it
     if response.status_code != 200:
         return None
     page = page_text(response)

@@ -61,7 +61,7 @@ def _through_idp(client, iam_server, email: str, **login):
 
 def _signed_in_as(client) -> str | None:
     """The email the top bar shows, or None when the dashboard sends to sign-in."""
-    response = client.get("/")
+    response = client.get("/account")  # every signed-in user has it
     if response.status_code != 200:
         return None
     page = page_text(response)
@@ -361,7 +361,7 @@ def test_member_with_initial_passphrase_is_not_asked_to_change_it_after_sso(
     )
     idp_user("new@example.com")
     assert _through_idp(client, iam_server, "new@example.com").status_code == 303
-    assert client.get("/").status_code == 200
+    assert client.get("/account").status_code == 200
     assert _signed_in_as(client) == "new@example.com"
 
 
