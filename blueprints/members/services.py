@@ -238,9 +238,10 @@ def export_rows(session, account_id: int, f: Filters, batch: int = 1000) -> Iter
     scim_enabled = scim_on(session, account_id)
     statement = _base(account_id, f).order_by(*_order(f))
     result = session.execute(statement.execution_options(yield_per=batch))
+    # The session's identity map holds loaded rows weakly: a written-out batch is freed
+    # once the caller drops it (expunging here broke the rows still to come).
     for chunk in result.partitions(batch):
         yield from _rows(session, chunk, scim_enabled)
-        session.expunge_all()  # what was written out is not kept in the identity map
 
 
 def teams_of(session, membership_ids: list[int]) -> dict[int, list[str]]:

@@ -160,14 +160,3 @@ def other_account(session):
     other_owner = factories.make_user(session, other, "owner@example.org", role="owner")
     member(session, other, "stranger@example.org")
     return other, other_owner
-
-
-import os  # noqa: E402  TEMP-LENIENT
-
-
-@pytest.fixture(autouse=True)
-def _temp_lenient(app):  # TEMP-LENIENT: remove before handing back
-    if os.environ.get("MEMBERS_LENIENT"):
-        import jinja2
-
-        app.jinja_env.undefined = jinja2.Undefined

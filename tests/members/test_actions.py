@@ -48,6 +48,14 @@ def row_html(page: str, membership_id: int) -> str:
     return match.group(0)
 
 
+def meter_oob(fragment: str) -> str:
+    """The seat meter an htmx action answer swaps in out of band, as text."""
+    match = re.search(r'<section[^>]*id="seat-meter"[^>]*>.*?</section>', fragment, re.S)
+    assert match, "no seat meter in the answer"
+    assert 'hx-swap-oob="true"' in match.group(0).split(">", 1)[0]
+    return " ".join(re.sub(r"<[^>]+>", " ", match.group(0)).split())
+
+
 def seats(session, account) -> int:
     session.expire_all()
     return session.get(Account, account.id).seats_used
@@ -81,6 +89,7 @@ def test_owner_deactivates_a_member(as_owner, session, account, owner, ada, ada_
     assert "ada@example.com is deactivated; their seat is free." in text
     assert ">deactivated</span>" in text
     assert ">Reactivate</a>" in text and ">Deactivate</a>" not in text
+    assert "1 of 50 licences in use" in meter_oob(text)  # the meter follows, out of band
 
     m = membership_of(session, ada, account)
     assert m.active is False and m.licensed is False
@@ -262,6 +271,7 @@ def test_remove_deletes_the_membership_and_its_team_rows(
     text = response.get_data(as_text=True)
     assert f'<tr id="member-{ada_m.id}" class="removed">' in text
     assert "ada@example.com was removed from the account." in text
+    assert "1 of 50 licences in use" in meter_oob(text)
 
     assert find(session, ada_m.id) is None
     assert (
