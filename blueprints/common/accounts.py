@@ -25,3 +25,25 @@ def admin_contacts(session, account_id: int) -> list[tuple[int, str]]:
             .order_by(User.id)
         )
     ]
+
+
+def other_active_owner(session, member: Membership) -> bool:
+    """Whether the account keeps an active owner without `member` (SPEC F6: there is
+    always one); checked before an owner is deactivated or removed, here or by the IdP."""
+    return (
+        session.scalar(
+            select(Membership.id).where(
+                Membership.account_id == member.account_id,
+                Membership.role == "owner",
+                Membership.active.is_(True),
+                Membership.id != member.id,
+            )
+        )
+        is not None
+    )
+
+
+def end_sessions(member: Membership) -> None:
+    """Sign the member's person out everywhere (deactivation, removal)."""
+    if member.user is not None:
+        member.user.session_generation = User.session_generation + 1

@@ -25,6 +25,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import contains_eager
 
 from blueprints.common import audit, seats
+from blueprints.common.accounts import end_sessions, other_active_owner
 from models import Account, Membership, ScimConnector, Team, TeamMember, User
 
 PAGE_SIZE = 50
@@ -361,32 +362,13 @@ def team_choices(session, account_id: int) -> list[tuple[int, str]]:
     ).all()
 
 
-def _other_active_owner(session, member: Membership) -> bool:
-    return (
-        session.scalar(
-            select(Membership.id).where(
-                Membership.account_id == member.account_id,
-                Membership.role == "owner",
-                Membership.active.is_(True),
-                Membership.id != member.id,
-            )
-        )
-        is not None
-    )
-
-
-def _end_sessions(member: Membership) -> None:
-    if member.user is not None:
-        member.user.session_generation = User.session_generation + 1
-
-
 def perform(
     session, actor: Membership, member: Membership, action: str, remote_addr: str | None
 ) -> None:
     """Do `action` to `member` (the caller checked the passphrase), or ActionRefused.
     Committed with its audit event."""
     problem = allowed(actor, member, action, scim_on(session, member.account_id))
-    last_owner = member.role == "owner" and not _other_active_owner(session, member)
+    last_owner = member.role == "owner" and not other_active_owner(session, member)
     if problem is None and action in ("deactivate", "remove") and last_owner:
         problem = "The account needs an owner: make another member an owner first."
     if problem:
@@ -394,7 +376,7 @@ def perform(
     target = member.email or (member.user.email if member.user else None)
     if action == "deactivate":
         seats.release(session, member)
-        _end_sessions(member)
+        end_sessions(member)
         member.active = False
     elif action == "reactivate":
         if not seats.take(session, member):
@@ -406,7 +388,7 @@ def perform(
         member.active = True
     elif action == "remove":
         seats.release(session, member)
-        _end_sessions(member)
+        end_sessions(member)
         session.execute(
             update(Team)
             .where(

@@ -39,6 +39,7 @@ from sqlalchemy.orm import selectinload
 
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
+from blueprints.common.accounts import end_sessions, other_active_owner
 from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import email_domain
@@ -386,25 +387,6 @@ def _probe(resource: UserResource, account_id: int) -> Membership:
     return probe
 
 
-def _other_active_owner(session, member: Membership) -> bool:
-    return (
-        session.scalar(
-            select(Membership.id).where(
-                Membership.account_id == member.account_id,
-                Membership.role == "owner",
-                Membership.active.is_(True),
-                Membership.id != member.id,
-            )
-        )
-        is not None
-    )
-
-
-def _end_sessions(member: Membership) -> None:
-    if member.user is not None:
-        member.user.session_generation = User.session_generation + 1
-
-
 def _licence_limit() -> ForbiddenException:
     return ForbiddenException(
         detail="Licence limit reached: every seat of this account is in use. "
@@ -419,14 +401,14 @@ def set_active(session, member: Membership, active: bool) -> None:
             raise _licence_limit()
         member.active = True
         return
-    if member.active and member.role == "owner" and not _other_active_owner(session, member):
+    if member.active and member.role == "owner" and not other_active_owner(session, member):
         raise ForbiddenException(
             detail="This user is the account's only active owner; the IdP cannot "
             "deactivate or delete them. Make another member an owner first."
         )
     seats.release(session, member)
     if member.active:
-        _end_sessions(member)
+        end_sessions(member)
     member.active = False
 
 

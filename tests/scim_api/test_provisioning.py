@@ -399,13 +399,13 @@ def test_deactivation_signs_the_member_out(scim, session, ready, client, login_a
     carol = factories.make_user(session, ready, "carol@example.com")
     user = create(scim, "carol@example.com")
     login_as(carol)
-    assert client.get("/").status_code == 200
+    assert client.get("/account").status_code == 200
 
     patch(scim, user["id"], {"op": "replace", "path": "active", "value": False})
 
     session.expire_all()
     assert session.get(User, carol.id).session_generation == 2
-    signed_out = client.get("/")
+    signed_out = client.get("/account")
     assert signed_out.status_code == 302
     assert urlsplit(signed_out.headers["Location"]).path == "/login"
 
