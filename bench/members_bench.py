@@ -383,24 +383,6 @@ def export_once(client, path: str, with_tracemalloc: bool = False) -> dict:
     return result
 
 
-def export_rows_expunging_rows(session, account_id, f, batch: int = 1000):
-    """services.export_rows with `session.expunge(membership)` for each row written instead
-    of `session.expunge_all()`: expunge_all replaces the identity map that the open
-    yield_per result still loads into, so the second batch raises InvalidRequestError
-    ("this identity map is no longer valid"). Used only when the app's export fails, to
-    measure what the streamed export costs once that is fixed (the app code is unchanged)."""
-    from blueprints.members import services
-
-    scim_enabled = services.scim_on(session, account_id)
-    statement = services._base(account_id, f).order_by(*services._order(f))
-    result = session.execute(statement.execution_options(yield_per=batch))
-    for chunk in result.partitions(batch):
-        rows = services._rows(session, chunk, scim_enabled)
-        yield from rows
-        for row in rows:
-            session.expunge(row.membership)
-
-
 def explain(engine, statement: str, parameters, postgres: bool) -> str:
     """The plan of one statement as the app ran it (same SQL, same parameters)."""
     raw = engine.raw_connection()
@@ -450,9 +432,7 @@ def cases(info: dict, n: int) -> list[tuple[str, str, dict | None]]:
     ]
 
 
-def print_table(
-    results: list[dict], export: list[dict], workaround: dict | None, traced: dict | None
-) -> None:
+def print_table(results: list[dict], export: list[dict], traced: dict | None) -> None:
     head = f"{'case':<30} {'p50 ms':>8} {'p95 ms':>8} {'sql p50':>8} {'queries':>7} {'KB':>6}"
     print("\n" + head + "  status")
     print("-" * (len(head) + 8))
@@ -461,12 +441,9 @@ def print_table(
             f"{r['name']:<30} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['sql_p50_ms']:>8.1f} "
             f"{r['queries']:>7} {r['bytes'] / 1024:>6.0f}  {','.join(map(str, r['statuses']))}"
         )
-    runs = [(f"CSV export #{k}", e) for k, e in enumerate(export, 1)]
-    if workaround:
-        runs.append(("CSV export, bench workaround (expunge per row)", workaround))
-    for label, e in runs:
+    for k, e in enumerate(export, 1):
         print(
-            f"\n{label}: {e['rows']:,} rows, {e['mb']} MB in {e['seconds']} s "
+            f"\nCSV export #{k}: {e['rows']:,} rows, {e['mb']} MB in {e['seconds']} s "
             f"({e['rows_per_s']:,} rows/s, first byte {e['first_byte_ms']} ms, status "
             f"{e['status']}); RSS {e['rss_start_mb']} MB at start, peak growth "
             f"{e['rss_peak_growth_mb']} MB, {e['rss_end_growth_mb']} MB after; "
@@ -476,7 +453,7 @@ def print_table(
             print(f"  FAILED after {e['rows']:,} rows: {e['error']}")
     if traced:
         print(
-            f"CSV export under tracemalloc{' (workaround)' if workaround else ''}: "
+            "CSV export under tracemalloc: "
             f"{traced['rows']:,} rows in {traced['seconds']} s, peak of Python "
             f"allocations {traced['tracemalloc_peak_mb']} MB, RSS peak growth "
             f"{traced['rss_peak_growth_mb']} MB"
@@ -572,15 +549,7 @@ def main() -> int:
             print(f"  {name:<30} p50 {r['p50_ms']:>8.1f} ms  p95 {r['p95_ms']:>8.1f} ms")
         export_path = "/enterprise/members/export.csv"
         export = [export_once(client, export_path) for _ in range(args.export_repeats)]
-        workaround = None
-        if any("error" in e for e in export):
-            from blueprints.members import services
-
-            original, services.export_rows = services.export_rows, export_rows_expunging_rows
-            workaround = export_once(client, export_path)
         traced = None if args.no_tracemalloc else export_once(client, export_path, True)
-        if workaround is not None:
-            services.export_rows = original
 
         explains = {}
         for r in results:
@@ -598,7 +567,7 @@ def main() -> int:
         engine.dispose()
 
         env["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-        print_table(results, export, workaround, traced)
+        print_table(results, export, traced)
         for name, statements in explains.items():
             for rank, e in enumerate(statements, 1):
                 print(f"\n=== {name}: slowest statement #{rank}, {e['statement_ms']} ms ===")
@@ -615,7 +584,6 @@ def main() -> int:
                     "seed": info,
                     "cases": results,
                     "export": export,
-                    "export_workaround": workaround,
                     "export_tracemalloc": traced,
                     "explain": explains,
                 },

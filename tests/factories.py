@@ -46,6 +46,7 @@ def make_user(
                 account_id=account.id,
                 user_id=user.id,
                 email=email,
+                display_name=user.display_name,
                 role=role,
                 active=active,
                 source=source,

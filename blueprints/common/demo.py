@@ -35,6 +35,7 @@ def _membership(account: Account, user: User, role: str) -> None:
                 account_id=account.id,
                 user_id=user.id,
                 email=user.email,
+                display_name=user.display_name,
                 role=role,
                 source="manual",
                 active=True,

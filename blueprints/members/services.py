@@ -149,11 +149,12 @@ def _like(text: str) -> str:
 
 
 def _name():
-    """The name shown: displayName, else given + family name, else the person's name."""
+    """The name shown: displayName, else given + family name (all on the membership, so
+    searching and sorting by name need no join; a manual member's name is copied there)."""
     given_family = func.trim(
         func.coalesce(Membership.given_name, "") + " " + func.coalesce(Membership.family_name, "")
     )
-    return func.coalesce(Membership.display_name, func.nullif(given_family, ""), User.display_name)
+    return func.coalesce(Membership.display_name, func.nullif(given_family, ""))
 
 
 def _where(account_id: int, f: Filters):
@@ -170,13 +171,13 @@ def _where(account_id: int, f: Filters):
             exists().where(TeamMember.team_id == f.team, TeamMember.membership_id == Membership.id)
         )
     if f.q:
+        # userName's folded key is lower case already: one lower() fewer per row scanned.
         pattern = _like(f.q)
         conditions.append(
             or_(
-                *(
-                    func.lower(column).like(pattern, escape="\\")
-                    for column in (Membership.email, _name(), Membership.user_name)
-                )
+                func.lower(Membership.email).like(pattern, escape="\\"),
+                func.lower(_name()).like(pattern, escape="\\"),
+                Membership.user_name_key.like(pattern, escape="\\"),
             )
         )
     return and_(*conditions)
@@ -199,7 +200,7 @@ def _order(f: Filters):
 
 def _base(account_id: int, f: Filters):
     return (
-        select(Membership, User.last_sign_in_at, User.email, _name())
+        select(Membership, User.last_sign_in_at, User.email, _name(), User.display_name)
         .outerjoin(User, User.id == Membership.user_id)
         .where(_where(account_id, f))
     )
@@ -207,8 +208,8 @@ def _base(account_id: int, f: Filters):
 
 def _rows(session, results, scim_enabled: bool) -> list[Row]:
     rows = [
-        Row(m, m.email or person_email, name, last, managed=is_managed(m, scim_enabled))
-        for m, last, person_email, name in results
+        Row(m, m.email or email, name or person, last, managed=is_managed(m, scim_enabled))
+        for m, last, email, name, person in results
     ]
     teams = teams_of(session, [row.membership.id for row in rows])
     for row in rows:
@@ -217,19 +218,27 @@ def _rows(session, results, scim_enabled: bool) -> list[Row]:
 
 
 def list_members(session, account_id: int, f: Filters) -> Page:
-    """One page of the account's members under `f`, with the total."""
-    total = session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .outerjoin(User, User.id == Membership.user_id)
-        .where(_where(account_id, f))
-    )
+    """One page of the account's members under `f`, with the total.
+
+    The page's ids first, from the membership table alone (an index walk for the email
+    and joined orders, however deep the page), then those 50 rows with their person: the
+    join never runs for the rows an OFFSET skips. The count needs no join either."""
+    where = _where(account_id, f)
+    total = session.scalar(select(func.count()).select_from(Membership).where(where))
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     if f.page > pages:
         f = Filters(**(f.__dict__ | {"page": pages}))
-    results = session.execute(
-        _base(account_id, f).order_by(*_order(f)).offset((f.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    ids = select(Membership.id).where(where)
+    if f.sort == "last_sign_in":
+        ids = ids.outerjoin(User, User.id == Membership.user_id)
+    ids = session.scalars(
+        ids.order_by(*_order(f)).offset((f.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     ).all()
+    found = {
+        row[0].id: row
+        for row in session.execute(_base(account_id, f).where(Membership.id.in_(ids)))
+    }
+    results = [found[i] for i in ids if i in found]
     return Page(_rows(session, results, scim_on(session, account_id)), total, f)
 
 

@@ -1,4 +1,4 @@
-"""members page: last sign-in, the email sort index, manual members' email copied
+"""members page: last sign-in, the email sort index, manual members' email and name copied
 
 Revision ID: 8c1d2e3f4a5b
 Revises: 471ac369b060
@@ -21,12 +21,14 @@ def upgrade():
         batch_op.add_column(sa.Column('last_sign_in_at', sa.DateTime(), nullable=True))
     with op.batch_alter_table('membership', schema=None) as batch_op:
         batch_op.create_index('ix_membership_account_email', ['account_id', 'email'], unique=False)
-    # Manual members had their email only on their person: copy it, as new ones get it.
-    op.execute(
-        'UPDATE membership SET email = (SELECT "user".email FROM "user" '
-        'WHERE "user".id = membership.user_id) '
-        "WHERE email IS NULL AND user_id IS NOT NULL AND source = 'manual'"
-    )
+    # Manual members had their email and name only on their person: copy them, as new
+    # ones get them, so the Members page searches and sorts the membership table alone.
+    for column in ("email", "display_name"):
+        op.execute(
+            f'UPDATE membership SET {column} = (SELECT "user".{column} FROM "user" '
+            'WHERE "user".id = membership.user_id) '
+            f"WHERE {column} IS NULL AND user_id IS NOT NULL AND source = 'manual'"
+        )
 
 
 def downgrade():
