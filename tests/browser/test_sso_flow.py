@@ -94,9 +94,9 @@ def test_owner_sets_up_oidc_and_member_signs_in_through_idp(
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_text("You are signed out.")).to_be_visible()
 
-    # The member types only the email, goes to the IdP and lands on the dashboard.
+    # The member types only the email, goes to the IdP and lands on their account page.
     idp_user("member@example.com")
     with page.expect_request(lambda r: r.url.startswith(issuer_of(iam_server))):
         sign_in(page, "member@example.com")
     expect(page.locator(".who")).to_have_text("member@example.com")
-    assert page.url == base_url + "/"
+    assert page.url == base_url + "/account"
