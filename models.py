@@ -6,6 +6,7 @@ behave the same and comparisons with `datetime.now(UTC)` never mix naive and awa
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -95,8 +97,9 @@ class Membership(db.Model):
         UniqueConstraint("account_id", "user_name_key", name="uq_membership_account_user_name"),
         UniqueConstraint("account_id", "external_id", name="uq_membership_account_external_id"),
         Index("ix_membership_account_source_id", "account_id", "source", "id"),
-        # The Members page sorts by email (SPEC F6: fast at 100,000 members).
+        # The Members page sorts by email or name (SPEC F6: fast at 100,000 members).
         Index("ix_membership_account_email", "account_id", "email"),
+        Index("ix_membership_account_sort_name", "account_id", "sort_name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -133,6 +136,10 @@ class Membership(db.Model):
     # Outside the verified domains nobody is joined silently: an invitation (SPEC F5).
     invitation_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The Members page's search and name sort (kept by refresh_search on every write):
+    # email, name and userName folded into one string, and the folded name.
+    search_key: Mapped[str | None] = mapped_column(Text)
+    sort_name: Mapped[str | None] = mapped_column(String(512))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -152,11 +159,36 @@ class Membership(db.Model):
         return self.active and self.role in ("owner", "co-owner")
 
     @property
+    def shown_name(self) -> str | None:
+        """displayName, else given and family name."""
+        given_family = " ".join(p for p in (self.given_name, self.family_name) if p)
+        return self.display_name or given_family or None
+
+    def refresh_search(self) -> None:
+        """Recompute search_key and sort_name from the columns they fold (ORM writes do it
+        in before_insert/before_update; a Core INSERT calls it first)."""
+        name = self.shown_name
+        parts = [p for p in (self.email, name, self.user_name) if p]
+        self.search_key = search_fold("\n".join(parts)) if parts else None
+        self.sort_name = search_fold(name)[:512] if name else None
+
+    @property
     def status(self) -> str:
         """active, deactivated or invited (SPEC F6)."""
         if self.invitation_token_hash is not None:
             return "invited"
         return "active" if self.active else "deactivated"
+
+
+def search_fold(value: str) -> str:
+    """The form the Members page compares in: NFC, lower case (a query is folded alike)."""
+    return unicodedata.normalize("NFC", value).lower()
+
+
+@event.listens_for(Membership, "before_insert")
+@event.listens_for(Membership, "before_update")
+def _refresh_search(mapper, connection, membership: Membership) -> None:
+    membership.refresh_search()
 
 
 class MemberEmail(db.Model):

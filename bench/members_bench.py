@@ -68,6 +68,16 @@ LAST = (  # noqa: SIM905
 ).split()
 
 
+def _search_columns(row: dict) -> dict:
+    """search_key and sort_name, computed by the model's own refresh_search."""
+    from models import Membership
+
+    keys = ("email", "display_name", "given_name", "family_name", "user_name")
+    member = Membership(**{key: row[key] for key in keys})
+    member.refresh_search()
+    return {"search_key": member.search_key, "sort_name": member.sort_name}
+
+
 def person(i: int) -> tuple[str, str, str]:
     """Member i's given name, family name and email (unique by i)."""
     given = FIRST[i % len(FIRST)]
@@ -171,7 +181,8 @@ def seed(db, account_id: int, n: int, chunk: int, rng: random.Random) -> dict:
                     "user_name": email if scim else None,
                     "user_name_key": email.lower() if scim else None,
                     "email": email,
-                    "display_name": f"{given} {family} {i}" if scim else None,
+                    # Manual members get their person's name copied, as the app does.
+                    "display_name": f"{given} {family} {i}",
                     "given_name": given if scim else None,
                     "family_name": family if scim else None,
                     "invitation_token_hash": hashlib.sha256(f"invite-{i}".encode()).hexdigest()
@@ -183,6 +194,8 @@ def seed(db, account_id: int, n: int, chunk: int, rng: random.Random) -> dict:
                     "updated_at": created,
                 }
             )
+        for row in rows:  # the Members page's search columns, as the app writes them
+            row.update(_search_columns(row))
         member_ids += db.session.scalars(
             insert(Membership).returning(Membership.id, sort_by_parameter_order=True), rows
         ).all()

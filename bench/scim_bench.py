@@ -394,7 +394,15 @@ def seed_direct(scim: Scim, directory: Directory, n: int, app_dir: Path, chunk: 
     app = local_app(app_dir)
     from app import db
     from blueprints.scim_api.filters import fold
-    from models import Account, MemberEmail, Membership, OutboxEmail, ScimConnector, User
+    from models import (
+        Account,
+        MemberEmail,
+        Membership,
+        OutboxEmail,
+        ScimConnector,
+        User,
+        search_fold,
+    )
 
     public_id = scim.base.rstrip("/").rsplit("/", 1)[-1]
     with app.app_context():
@@ -447,6 +455,11 @@ def seed_direct(scim: Scim, directory: Directory, n: int, app_dir: Path, chunk: 
                         "display_name": f"{p['given']} {p['family']}",
                         "given_name": p["given"],
                         "family_name": p["family"],
+                        # The Members page's search columns, as refresh_search writes them.
+                        "search_key": search_fold(
+                            f"{p['user_name']}\n{p['given']} {p['family']}\n{p['user_name']}"
+                        ),
+                        "sort_name": search_fold(f"{p['given']} {p['family']}"),
                         "version": 1,
                         "created_at": now,
                         "updated_at": now,

@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import contains_eager
 
 from blueprints.common import audit, seats
 from blueprints.common.accounts import end_sessions, other_active_owner
-from models import Account, Membership, ScimConnector, Team, TeamMember, User
+from models import Account, Membership, ScimConnector, Team, TeamMember, User, search_fold
 
 PAGE_SIZE = 50
 SOURCES = ("scim", "manual")
@@ -148,15 +148,6 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _name():
-    """The name shown: displayName, else given + family name (all on the membership, so
-    searching and sorting by name need no join; a manual member's name is copied there)."""
-    given_family = func.trim(
-        func.coalesce(Membership.given_name, "") + " " + func.coalesce(Membership.family_name, "")
-    )
-    return func.coalesce(Membership.display_name, func.nullif(given_family, ""))
-
-
 def _where(account_id: int, f: Filters):
     conditions = [Membership.account_id == account_id]
     if f.source:
@@ -171,36 +162,31 @@ def _where(account_id: int, f: Filters):
             exists().where(TeamMember.team_id == f.team, TeamMember.membership_id == Membership.id)
         )
     if f.q:
-        # userName's folded key is lower case already: one lower() fewer per row scanned.
-        pattern = _like(f.q)
-        conditions.append(
-            or_(
-                func.lower(Membership.email).like(pattern, escape="\\"),
-                func.lower(_name()).like(pattern, escape="\\"),
-                Membership.user_name_key.like(pattern, escape="\\"),
-            )
-        )
+        # One folded string per member (email, name, userName; models.refresh_search).
+        conditions.append(Membership.search_key.like(_like(search_fold(f.q)), escape="\\"))
     return and_(*conditions)
 
 
 def _order(f: Filters):
-    """ORDER BY for `f`, ending with the id so pages are stable. Email and "joined" walk an
-    index ((account_id, email), which carries the row id, and the primary key), so they
-    keep each database's own NULL order; name and last sign-in are computed or joined,
-    and put the empty ones last."""
+    """ORDER BY for `f`, ending with the id so pages are stable. Email and "joined" walk
+    an index ((account_id, email), which carries the row id, and the primary key) in each
+    database's own NULL order (no member lacks both). Name and last sign-in put the empty
+    ones last, as people expect; (account_id, sort_name) serves the direction whose NULL
+    order is the database's own (ascending on PostgreSQL, descending on SQLite), the
+    other sorts the stored keys (no per-row function)."""
     descending = f.order == "desc"
-    if f.sort in ("email", "joined"):
-        columns = [Membership.email, Membership.id] if f.sort == "email" else [Membership.id]
-        return [c.desc() if descending else c.asc() for c in columns]
-    column = func.lower(_name()) if f.sort == "name" else User.last_sign_in_at
-    column = column.desc() if descending else column.asc()
-    tie = Membership.id.desc() if descending else Membership.id.asc()
-    return [column.nulls_last(), tie]
+    if f.sort in ("name", "last_sign_in"):
+        column = Membership.sort_name if f.sort == "name" else User.last_sign_in_at
+        column = column.desc() if descending else column.asc()
+        tie = Membership.id.desc() if descending else Membership.id.asc()
+        return [column.nulls_last(), tie]
+    columns = [Membership.email, Membership.id] if f.sort == "email" else [Membership.id]
+    return [c.desc() if descending else c.asc() for c in columns]
 
 
 def _base(account_id: int, f: Filters):
     return (
-        select(Membership, User.last_sign_in_at, User.email, _name(), User.display_name)
+        select(Membership, User.last_sign_in_at, User.email, User.display_name)
         .outerjoin(User, User.id == Membership.user_id)
         .where(_where(account_id, f))
     )
@@ -208,8 +194,8 @@ def _base(account_id: int, f: Filters):
 
 def _rows(session, results, scim_enabled: bool) -> list[Row]:
     rows = [
-        Row(m, m.email or email, name or person, last, managed=is_managed(m, scim_enabled))
-        for m, last, email, name, person in results
+        Row(m, m.email or email, m.shown_name or name, last, managed=is_managed(m, scim_enabled))
+        for m, last, email, name in results
     ]
     teams = teams_of(session, [row.membership.id for row in rows])
     for row in rows:

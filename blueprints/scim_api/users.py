@@ -576,6 +576,7 @@ def _insert_new(session, connector, resource, email, verified, person_id, now) -
     # membership goes in holding it; no seat left rolls the whole request back (403).
     active = True if resource.active is None else resource.active
     member.active = member.licensed = active
+    member.refresh_search()  # no ORM event fires for a Core INSERT
     values = {key: getattr(member, key) for key in _MEMBER_COLUMNS}
     member.id = execute(session, _INSERT_MEMBER, values).scalar_one()
     if member.emails:
