@@ -203,23 +203,35 @@ def _rows(session, results, scim_enabled: bool) -> list[Row]:
     return rows
 
 
+def _page_ids(session, where, f: Filters, with_total: bool) -> list[tuple[int, int | None]]:
+    """(id, total or None) of the page's members, from the membership table alone."""
+    columns = [Membership.id, func.count().over()] if with_total else [Membership.id]
+    ids = select(*columns).where(where)
+    if f.sort == "last_sign_in":
+        ids = ids.outerjoin(User, User.id == Membership.user_id)
+    ids = ids.order_by(*_order(f)).offset((f.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    return [(row[0], row[1] if with_total else None) for row in session.execute(ids)]
+
+
 def list_members(session, account_id: int, f: Filters) -> Page:
     """One page of the account's members under `f`, with the total.
 
     The page's ids first, from the membership table alone (an index walk for the email
     and joined orders, however deep the page), then those 50 rows with their person: the
-    join never runs for the rows an OFFSET skips. The count needs no join either."""
+    join never runs for the rows an OFFSET skips. The count needs no join either. A
+    search scans the members once, the total counted in the same pass (a window count);
+    the other lists count separately, which an index answers."""
     where = _where(account_id, f)
-    total = session.scalar(select(func.count()).select_from(Membership).where(where))
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    if f.page > pages:
-        f = Filters(**(f.__dict__ | {"page": pages}))
-    ids = select(Membership.id).where(where)
-    if f.sort == "last_sign_in":
-        ids = ids.outerjoin(User, User.id == Membership.user_id)
-    ids = session.scalars(
-        ids.order_by(*_order(f)).offset((f.page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).all()
+    page = _page_ids(session, where, f, with_total=True) if f.q else None
+    if page:
+        total = page[0][1]
+    else:
+        total = session.scalar(select(func.count()).select_from(Membership).where(where))
+        pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        if f.page > pages:  # a page past the end (a bookmark, fewer members now): the last
+            f = Filters(**(f.__dict__ | {"page": pages}))
+        page = _page_ids(session, where, f, with_total=False) if total else []
+    ids = [i for i, _ in page]
     found = {
         row[0].id: row
         for row in session.execute(_base(account_id, f).where(Membership.id.in_(ids)))
