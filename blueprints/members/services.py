@@ -225,6 +225,8 @@ def list_members(session, account_id: int, f: Filters) -> Page:
     page = _page_ids(session, where, f, with_total=True) if f.q else None
     if page:
         total = page[0][1]
+    elif page is not None and f.page == 1:
+        total = 0  # the search's one scan found nothing
     else:
         total = session.scalar(select(func.count()).select_from(Membership).where(where))
         pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
