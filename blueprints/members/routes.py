@@ -96,9 +96,16 @@ def _args(filters: Filters, team, changes: dict) -> dict:
 def index():
     """Every member: search, filters, sort and pages (SPEC F6)."""
     filters = Filters.from_args(request.args)
-    return render_page_or_fragment(
-        "members/index.html", "members/_results.html", **_list_context(filters)
-    )
+    return _list_response("members/index.html", _list_context(filters))
+
+
+def _list_response(page: str, context: dict):
+    """The page, or for htmx the results, with the URL it pushes made canonical (the
+    filter form sends every field, empty and default ones included)."""
+    response = render_page_or_fragment(page, "members/_results.html", **context)
+    if request_is_partial():
+        response.headers["HX-Push-Url"] = context["list_url"]()
+    return response
 
 
 @bp.get("/teams")
@@ -120,9 +127,7 @@ def team(team_id: int):
         abort(404)
     args = request.args.to_dict() | {"team": str(team_id)}
     filters = Filters.from_args(args)
-    return render_page_or_fragment(
-        "members/team.html", "members/_results.html", **_list_context(filters, team=found)
-    )
+    return _list_response("members/team.html", _list_context(filters, team=found))
 
 
 @bp.get("/export.csv")

@@ -478,3 +478,13 @@ def _list_at(client, url: str, **args) -> list[str]:
 def test_unknown_team_is_404(as_owner, people):
     missing = people["research"].id + people["ops"].id + 1000
     assert as_owner.get(f"{MEMBERS}/teams/{missing}").status_code == 404
+
+
+def test_htmx_search_pushes_a_canonical_url(as_owner, people):
+    # The filter form sends every field; the URL the browser shows keeps what matters.
+    response = as_owner.get(
+        MEMBERS,
+        query_string={"q": "ada", "source": "", "status": "", "team": "", "sort": "email"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.headers["HX-Push-Url"] == "/enterprise/members?q=ada"
