@@ -98,7 +98,7 @@ class Membership(db.Model):
         UniqueConstraint("account_id", "external_id", name="uq_membership_account_external_id"),
         Index("ix_membership_account_source_id", "account_id", "source", "id"),
         # The Members page sorts by email or name (SPEC F6: fast at 100,000 members).
-        Index("ix_membership_account_email", "account_id", "email"),
+        Index("ix_membership_account_email", "account_id", "email", "id"),
         Index("ix_membership_account_sort_name", "account_id", "sort_name"),
     )
 

@@ -20,7 +20,8 @@ def upgrade():
     with op.batch_alter_table('user', schema=None) as batch_op:
         batch_op.add_column(sa.Column('last_sign_in_at', sa.DateTime(), nullable=True))
     with op.batch_alter_table('membership', schema=None) as batch_op:
-        batch_op.create_index('ix_membership_account_email', ['account_id', 'email'], unique=False)
+        # With the id: the list's order (email, id), walked index-only on PostgreSQL too.
+        batch_op.create_index('ix_membership_account_email', ['account_id', 'email', 'id'], unique=False)
     # Manual members had their email and name only on their person: copy them, as new
     # ones get them, so the Members page searches and sorts the membership table alone.
     for column in ("email", "display_name"):
