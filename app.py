@@ -26,6 +26,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
+from werkzeug.routing import IntegerConverter
 
 # Named constraints so Alembic can alter them on SQLite and PostgreSQL alike.
 NAMING = {
@@ -277,9 +278,18 @@ def _install_request_hooks(app: Flask) -> None:
         return response
 
 
+class IdConverter(IntegerConverter):
+    """`<id:name>`: a row id in a URL. Beyond what an integer key holds is no row (404);
+    werkzeug's `int` took 99999999999, which PostgreSQL refused in the query: a 500."""
+
+    def __init__(self, url_map) -> None:
+        super().__init__(url_map, min=1, max=2**31 - 1)
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     """Build the application; `overrides` replace environment configuration."""
     app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or None)
+    app.url_map.converters["id"] = IdConverter
     app.config.update(load_config(app.instance_path))
     if overrides:
         app.config.update(overrides)

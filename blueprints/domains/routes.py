@@ -81,14 +81,14 @@ def add():
     return _panel(form, 422)
 
 
-@bp.get("/<int:domain_id>")
+@bp.get("/<id:domain_id>")
 @admin_required
 def domain_row(domain_id: int):
     """One row (used by Cancel on the remove form)."""
     return render_fragment("domains/_domain_row.html", domain=_domain_or_404(domain_id))
 
 
-@bp.post("/<int:domain_id>/verify")
+@bp.post("/<id:domain_id>/verify")
 @admin_required
 def verify(domain_id: int):
     """Look the TXT record up now; the row comes back verified or failed with the reason."""
@@ -105,7 +105,7 @@ def verify(domain_id: int):
     return render_fragment("domains/_domain_row.html", domain=domain)
 
 
-@bp.route("/<int:domain_id>/remove", methods=["GET", "POST"])
+@bp.route("/<id:domain_id>/remove", methods=["GET", "POST"])
 @admin_required
 def remove(domain_id: int):
     """Removing a domain asks for the passphrase again (SPEC F1)."""

@@ -118,7 +118,7 @@ def teams():
     )
 
 
-@bp.get("/teams/<int:team_id>")
+@bp.get("/teams/<id:team_id>")
 @admin_required
 def team(team_id: int):
     """A team's members: the members list with the team filter fixed."""
@@ -213,14 +213,14 @@ def _row_context(member, **extra) -> dict:
     )
 
 
-@bp.get("/<int:membership_id>/row")
+@bp.get("/<id:membership_id>/row")
 @admin_required
 def row(membership_id: int):
     """The member's row again (Cancel)."""
     return render_fragment("members/_row.html", **_row_context(_member_or_404(membership_id)))
 
 
-_ACTION_RULE = "/<int:membership_id>/<any(" + ", ".join(f'"{a}"' for a in ACTIONS) + "):action>"
+_ACTION_RULE = "/<id:membership_id>/<any(" + ", ".join(f'"{a}"' for a in ACTIONS) + "):action>"
 
 
 @bp.route(_ACTION_RULE, methods=["GET", "POST"])

@@ -34,6 +34,12 @@ STATUSES = ("active", "deactivated", "invited")
 SORTS = ("email", "name", "last_sign_in", "joined")
 SEAT_WARNING = 0.9  # the seat meter warns from 90 % of the limit
 MAX_QUERY = 200  # characters of a search
+MAX_ID = 2**31 - 1  # the largest integer key (a larger team id was a PostgreSQL error)
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only, and few enough to convert ("²" is a digit to isdigit())."""
+    return text.isascii() and text.isdigit() and len(text) <= 10
 
 
 class ActionRefused(Exception):
@@ -57,14 +63,16 @@ class Filters:
         """Unknown values fall back to the defaults rather than failing the page."""
         team = args.get("team", "")
         page = args.get("page", "1")
+        # What no database can compare: NUL (PostgreSQL refuses it), lone surrogates.
+        q = args.get("q", "").replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")
         return cls(
-            q=" ".join(args.get("q", "").split())[:MAX_QUERY],
+            q=" ".join(q.split())[:MAX_QUERY],
             source=args.get("source", "") if args.get("source") in SOURCES else "",
             status=args.get("status", "") if args.get("status") in STATUSES else "",
-            team=int(team) if team.isdigit() and len(team) < 12 else None,
+            team=int(team) if _number(team) and int(team) <= MAX_ID else None,
             sort=args.get("sort") if args.get("sort") in SORTS else "email",
             order="desc" if args.get("order") == "desc" else "asc",
-            page=max(int(page), 1) if page.isdigit() and len(page) < 9 else 1,
+            page=max(int(page), 1) if _number(page) and len(page) < 9 else 1,
         )
 
     def args(self, **changes) -> dict:
