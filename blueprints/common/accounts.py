@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from models import Membership, User
+from models import Membership, Team, TeamMember, User
 
 ADMIN_ROLES = ("owner", "co-owner")
 
@@ -47,3 +47,16 @@ def end_sessions(member: Membership) -> None:
     """Sign the member's person out everywhere (deactivation, removal)."""
     if member.user is not None:
         member.user.session_generation = User.session_generation + 1
+
+
+def bump_teams_of(session, membership_id: int) -> None:
+    """A member is leaving: the ETag of every team they are in changes (SCIM DELETE, or
+    removal on the Members page; their team rows go with the membership)."""
+    session.execute(
+        update(Team)
+        .where(
+            Team.id.in_(select(TeamMember.team_id).where(TeamMember.membership_id == membership_id))
+        )
+        .values(version=Team.version + 1)
+        .execution_options(synchronize_session=False)
+    )

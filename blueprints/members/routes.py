@@ -17,6 +17,7 @@ from flask import (
     Response,
     abort,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -62,18 +63,25 @@ def _account_id() -> int:
     return _actor().account_id
 
 
+def _scim_enabled() -> bool:
+    """Whether the IdP manages the account's SCIM members: asked once per request."""
+    if "members_scim_enabled" not in g:
+        g.members_scim_enabled = services.scim_on(db.session, _account_id())
+    return g.members_scim_enabled
+
+
 def _list_context(filters: Filters, team=None) -> dict:
     session = db.session
     account = session.get(Account, _account_id())
     endpoint, fixed = ("members.team", {"team_id": team.id}) if team else ("members.index", {})
     return {
-        "result": services.list_members(session, account.id, filters),
+        "result": services.list_members(session, account.id, filters, _scim_enabled()),
         "filters": filters,
         "team_choices": services.team_choices(session, account.id),
         "partial": request_is_partial(),
         "actions": services.actions,
         "meter": services.seat_meter(account),
-        "scim_enabled": services.scim_on(session, account.id),
+        "scim_enabled": _scim_enabled(),
         "team": team,
         "actor": _actor(),
         "labels": LABELS,
@@ -114,7 +122,7 @@ def teams():
     return render_template(
         "members/teams.html",
         teams=services.list_teams(db.session, _account_id()),
-        scim_enabled=services.scim_on(db.session, _account_id()),
+        scim_enabled=_scim_enabled(),
     )
 
 
@@ -136,7 +144,7 @@ def export():
     """The list under the current filters as CSV, streamed: rows are fetched and written a
     batch at a time, so 100,000 members never sit in memory."""
     filters = Filters.from_args(request.args)
-    account_id = _account_id()
+    account_id, scim_enabled = _account_id(), _scim_enabled()
 
     def generate():
         buffer = io.StringIO()
@@ -144,7 +152,9 @@ def export():
         writer.writerow(
             ["email", "name", "role", "source", "status", "licence", "teams", "last_sign_in"]
         )
-        for count, row in enumerate(services.export_rows(db.session, account_id, filters), 1):
+        for count, row in enumerate(
+            services.export_rows(db.session, account_id, filters, scim_enabled), 1
+        ):
             m = row.membership
             writer.writerow(
                 _cells(
@@ -203,11 +213,11 @@ def _row_context(member, **extra) -> dict:
     return (
         ROW_DEFAULTS
         | {
-            "row": services.member_row(db.session, member),
+            "row": services.member_row(db.session, member, _scim_enabled()),
             "actor": _actor(),
             "labels": LABELS,
             "actions": services.actions,
-            "scim_enabled": services.scim_on(db.session, member.account_id),
+            "scim_enabled": _scim_enabled(),
         }
         | extra
     )
@@ -230,9 +240,7 @@ def action(membership_id: int, action: str):
     (in the member's row), then the row as it now is."""
     member = _member_or_404(membership_id)
     form = ConfirmPassphraseForm()
-    problem = services.allowed(
-        _actor(), member, action, services.scim_on(db.session, _account_id())
-    )
+    problem = services.allowed(_actor(), member, action, _scim_enabled())
     if request.method == "GET":
         return render_page_or_fragment(
             "members/confirm.html",
@@ -249,7 +257,9 @@ def action(membership_id: int, action: str):
         else:
             email = member.email or (member.user.email if member.user else "the member")
             try:
-                services.perform(db.session, _actor(), member, action, request.remote_addr)
+                services.perform(
+                    db.session, _actor(), member, action, _scim_enabled(), request.remote_addr
+                )
             except ActionRefused as refused:
                 db.session.rollback()
                 problem = str(refused)

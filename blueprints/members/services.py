@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import contains_eager
 
 from blueprints.common import audit, seats
-from blueprints.common.accounts import end_sessions, other_active_owner
+from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
 from models import Account, Membership, ScimConnector, Team, TeamMember, User, search_fold
 
 PAGE_SIZE = 50
@@ -221,7 +221,7 @@ def _page_ids(session, where, f: Filters, with_total: bool) -> list[tuple[int, i
     return [(row[0], row[1] if with_total else None) for row in session.execute(ids)]
 
 
-def list_members(session, account_id: int, f: Filters) -> Page:
+def list_members(session, account_id: int, f: Filters, scim_enabled: bool) -> Page:
     """One page of the account's members under `f`, with the total.
 
     The page's ids first, from the membership table alone (an index walk for the email
@@ -247,13 +247,14 @@ def list_members(session, account_id: int, f: Filters) -> Page:
         for row in session.execute(_base(account_id, f).where(Membership.id.in_(ids)))
     }
     results = [found[i] for i in ids if i in found]
-    return Page(_rows(session, results, scim_on(session, account_id)), total, f)
+    return Page(_rows(session, results, scim_enabled), total, f)
 
 
-def export_rows(session, account_id: int, f: Filters, batch: int = 1000) -> Iterator[Row]:
+def export_rows(
+    session, account_id: int, f: Filters, scim_enabled: bool, batch: int = 1000
+) -> Iterator[Row]:
     """Every member under `f` in the list's order, `batch` rows at a time (keyset by id
     would change the order; the ordered walk uses the same indexes as the page)."""
-    scim_enabled = scim_on(session, account_id)
     statement = _base(account_id, f).order_by(*_order(f))
     result = session.execute(statement.execution_options(yield_per=batch))
     # The session's identity map holds loaded rows weakly: a written-out batch is freed
@@ -320,12 +321,12 @@ def get_member(session, account_id: int, membership_id: int) -> Membership | Non
     )
 
 
-def member_row(session, member: Membership) -> Row:
+def member_row(session, member: Membership, scim_enabled: bool) -> Row:
     """The list's row for one member (after an action)."""
     result = session.execute(
         _base(member.account_id, Filters()).where(Membership.id == member.id)
     ).all()
-    return _rows(session, result, scim_on(session, member.account_id))[0]
+    return _rows(session, result, scim_enabled)[0]
 
 
 ACTIONS = ("deactivate", "reactivate", "remove", "make-co-owner", "revoke-co-owner")
@@ -380,11 +381,16 @@ def team_choices(session, account_id: int) -> list[tuple[int, str]]:
 
 
 def perform(
-    session, actor: Membership, member: Membership, action: str, remote_addr: str | None
+    session,
+    actor: Membership,
+    member: Membership,
+    action: str,
+    scim_enabled: bool,
+    remote_addr: str | None,
 ) -> None:
     """Do `action` to `member` (the caller checked the passphrase), or ActionRefused.
     Committed with its audit event."""
-    problem = allowed(actor, member, action, scim_on(session, member.account_id))
+    problem = allowed(actor, member, action, scim_enabled)
     last_owner = member.role == "owner" and not other_active_owner(session, member)
     if problem is None and action in ("deactivate", "remove") and last_owner:
         problem = "The account needs an owner: make another member an owner first."
@@ -406,14 +412,7 @@ def perform(
     elif action == "remove":
         seats.release(session, member)
         end_sessions(member)
-        session.execute(
-            update(Team)
-            .where(
-                Team.id.in_(select(TeamMember.team_id).where(TeamMember.membership_id == member.id))
-            )
-            .values(version=Team.version + 1)
-            .execution_options(synchronize_session=False)
-        )
+        bump_teams_of(session, member.id)
         session.delete(member)
     else:
         member.role = "co-owner" if action == "make-co-owner" else "member"

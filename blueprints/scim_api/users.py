@@ -34,12 +34,12 @@ from scim2_models import (
     PatchOp,
     UniquenessException,
 )
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select
 from sqlalchemy.orm import selectinload
 
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
-from blueprints.common.accounts import end_sessions, other_active_owner
+from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
 from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import email_domain
@@ -697,11 +697,6 @@ def delete(session, connector, scim_id: str) -> None:
     member = get(session, connector.account_id, scim_id)
     check_if_match(member.version)
     set_active(session, member, False)
-    session.execute(
-        update(Team)
-        .where(Team.id.in_(select(TeamMember.team_id).where(TeamMember.membership_id == member.id)))
-        .values(version=Team.version + 1)
-        .execution_options(synchronize_session=False)
-    )
+    bump_teams_of(session, member.id)
     session.delete(member)
     session.flush()
