@@ -117,6 +117,9 @@ def load_config(instance_path: str) -> dict:
         "SCIM_WARNING_DAYS": 20,
         "SCIM_REQUESTS_PER_SECOND": int(os.environ.get("SCIM_REQUESTS_PER_SECOND", "100")),
         "SCIM_FAILED_AUTH_PER_SECOND": 10,
+        # SCIM writes one at a time in each worker process; 0 lets every thread in.
+        "SCIM_WRITERS_PER_PROCESS": int(os.environ.get("SCIM_WRITERS_PER_PROCESS", "1")),
+        "SCIM_WRITERS_WAIT_SECONDS": 30,  # then 503 with Retry-After
         "SCIM_LOG_RETENTION_DAYS": 30,
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
@@ -200,11 +203,33 @@ def _sqlite_release(info: dict) -> None:
         _SQLITE_WRITER.release()
 
 
-@event.listens_for(Engine, "commit")
-@event.listens_for(Engine, "rollback")
-def _sqlite_end(conn) -> None:
-    if "sqlite_writer" in conn.info:
+def _sqlite_end(conn, end: str) -> None:
+    """End the transaction (`end` is "commit" or "rollback"), then give the locks back.
+
+    SQLAlchemy fires its commit and rollback events before it calls the driver, so the
+    listeners below end the transaction themselves: released any earlier, the locks let
+    the next writer in while our commit was still writing, its BEGIN IMMEDIATE found
+    SQLite locked and fell into SQLite's busy loop (sleeps of 1, 2, 5 … ms), and each
+    create held the lock twice as long. SQLAlchemy's own call follows: a no-op once the
+    transaction is over or, had ending it here failed, the same error raised as usual."""
+    if "sqlite_writer" not in conn.info:
+        return
+    try:
+        getattr(conn.connection.dbapi_connection, end)()
+    except Exception:  # noqa: S110 - SQLAlchemy's own call reports it
+        pass
+    finally:
         _sqlite_release(conn.info)
+
+
+@event.listens_for(Engine, "commit")
+def _sqlite_commit(conn) -> None:
+    _sqlite_end(conn, "commit")
+
+
+@event.listens_for(Engine, "rollback")
+def _sqlite_rollback(conn) -> None:
+    _sqlite_end(conn, "rollback")
 
 
 @event.listens_for(Pool, "reset")

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 from flask import current_app, render_template
 from flask_mail import Message
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 
 from app import db, mail
-from blueprints.common.sql import insert_or_ignore
+from blueprints.common.sql import execute, insert_or_ignore
 from models import OutboxEmail, utcnow
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,41 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(minutes=2 ** min(max(attempts - 1, 0), 20)), BACKOFF_CAP)
 
 
+def message(
+    to: str,
+    subject: str,
+    template: str,
+    *,
+    dedupe_key: str | None = None,
+    now: datetime | None = None,
+    **context,
+) -> dict:
+    """The outbox row of `emails/<template>.txt` (+ `.html`) for `to`, rendered but not
+    written: a hot path renders it before it takes any write lock (`add` writes it)."""
+    at = now or utcnow()
+    return {
+        "to_addr": to,
+        "subject": subject,
+        "body_text": render_template(f"emails/{template}.txt", **context),
+        "body_html": render_template(f"emails/{template}.html", **context),
+        "dedupe_key": dedupe_key,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "created_at": at,
+    }
+
+
+_INSERT = insert(OutboxEmail.__table__)
+
+
+def add(session, values: dict) -> bool:
+    """Write a `message` in the caller's transaction; False if its `dedupe_key` was used."""
+    if values.get("dedupe_key") is None:
+        execute(session, _INSERT, values)
+        return True
+    return insert_or_ignore(session, OutboxEmail.__table__, values, ["dedupe_key"])
+
+
 def enqueue(
     session,
     to: str,
@@ -44,21 +79,7 @@ def enqueue(
     **context,
 ) -> bool:
     """Queue `emails/<template>.txt` (+ `.html`) for `to`; False if `dedupe_key` was used."""
-    at = now or utcnow()
-    values = {
-        "to_addr": to,
-        "subject": subject,
-        "body_text": render_template(f"emails/{template}.txt", **context),
-        "body_html": render_template(f"emails/{template}.html", **context),
-        "dedupe_key": dedupe_key,
-        "attempts": 0,
-        "next_attempt_at": at,
-        "created_at": at,
-    }
-    if dedupe_key is None:
-        session.add(OutboxEmail(**values))
-        return True
-    return insert_or_ignore(session, OutboxEmail.__table__, values, ["dedupe_key"])
+    return add(session, message(to, subject, template, dedupe_key=dedupe_key, now=now, **context))
 
 
 DELIVERY_RENDERED_BODY = "(made at delivery: holds a secret, never stored)"

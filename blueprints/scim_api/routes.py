@@ -92,9 +92,12 @@ def schema(urn: str):
 KINDS = {"Users": (users, UserResource), "Groups": (groups, Group)}
 
 
-def _resource_response(kind: str, row, status: int = 200):
-    service, model = KINDS[kind]
-    params = response_parameters(model, request.args.to_dict())
+def _parameters(kind: str):
+    return response_parameters(KINDS[kind][1], request.args.to_dict())
+
+
+def _resource_response(kind: str, row, params, status: int = 200):
+    service, _ = KINDS[kind]
     body = service.show(db.session, row, _base(), params)
     headers = {"ETag": etag(row.version)}
     if status == 201:
@@ -122,9 +125,14 @@ def search_resources(kind: str):
 @route("/<any(Users, Groups):kind>", ["POST"])
 def create_resource(kind: str):
     service, _ = KINDS[kind]
+    params = _parameters(kind)  # a bad `attributes` is refused before anything is written
     row = service.create(db.session, g.scim_connector, json_body(), utcnow())
     db.session.flush()
-    return _resource_response(kind, row, 201)
+    # Committed before the body is built: the write locks are held for the writes only.
+    failed = auth.finish(201)
+    if failed is not None:
+        return failed
+    return _resource_response(kind, row, params, 201)
 
 
 @route("/<any(Users, Groups):kind>/<scim_id>", ["GET"])
@@ -133,15 +141,16 @@ def get_resource(kind: str, scim_id: str):
     row = service.get(db.session, _account_id(), scim_id)
     if not_modified(row.version):
         return _empty(304, {"ETag": etag(row.version)})
-    return _resource_response(kind, row)
+    return _resource_response(kind, row, _parameters(kind))
 
 
 @route("/<any(Users, Groups):kind>/<scim_id>", ["PUT"])
 def replace_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
+    params = _parameters(kind)
     row = service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow())
     db.session.flush()
-    return _resource_response(kind, row)
+    return _resource_response(kind, row, params)
 
 
 @route("/<any(Users, Groups):kind>/<scim_id>", ["PATCH"])
@@ -151,13 +160,14 @@ def patch_resource(kind: str, scim_id: str):
     to a team of 50,000 does not send the 50,000 back; asking for `attributes` or
     `excludedAttributes` gets 200 with the group shaped by them."""
     service, _ = KINDS[kind]
+    params = _parameters(kind)
     row = service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow())
     db.session.flush()
     if kind == "Groups" and not (
         request.args.get("attributes") or request.args.get("excludedAttributes")
     ):
         return _empty(204, {"ETag": etag(row.version)})
-    return _resource_response(kind, row)
+    return _resource_response(kind, row, params)
 
 
 @route("/<any(Users, Groups):kind>/<scim_id>", ["DELETE"])

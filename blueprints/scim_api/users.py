@@ -489,20 +489,24 @@ def _change_email(session, member: Membership, email: str | None, now: datetime)
     return []
 
 
+def _invitation(email: str, token: str, account_name: str) -> dict:
+    """The arguments of `outbox.message` for an invitation to join the account."""
+    return {
+        "to": email,
+        "subject": f"You are invited to join {account_name}",
+        "template": "invitation",
+        "account_name": account_name,
+        "accept_url": absolute_url("invitations.accept", token=token),
+    }
+
+
 def _queue(session, member: Membership, pending: list, account_name: str) -> None:
     for kind, value in pending:
         if kind == "welcome":
             session.flush()  # the person's id
             outbox.enqueue_welcome(session, value.id, value.email, account_name)
         else:
-            outbox.enqueue(
-                session,
-                member.email,
-                f"You are invited to join {account_name}",
-                "invitation",
-                account_name=account_name,
-                accept_url=absolute_url("invitations.accept", token=value),
-            )
+            outbox.add(session, outbox.message(**_invitation(member.email, value, account_name)))
 
 
 def create(session, connector, body: dict, now: datetime) -> Membership:
@@ -546,14 +550,17 @@ def create(session, connector, body: dict, now: datetime) -> Membership:
 def _insert_new(session, connector, resource, email, verified, person_id, now) -> Membership:
     """A new member, written with Core INSERTs: on this hot path (an IdP creating
     thousands of users) the ORM's unit of work cost more than the statements. Returns a
-    transient Membership holding what was written, for the response."""
+    transient Membership holding what was written, for the response.
+
+    Everything is read, checked and built before the first write, so the writes run back
+    to back: SQLite's write lock is held from the first write to the commit, and every
+    other create in every process waits for it."""
+    account_id = connector.account_id
     member = Membership(
-        account_id=connector.account_id,
+        account_id=account_id,
         scim_id=str(uuid.uuid4()),
         source="scim",
         role="member",
-        active=False,
-        licensed=False,
         version=1,
         created_at=now,
         updated_at=now,
@@ -561,16 +568,15 @@ def _insert_new(session, connector, resource, email, verified, person_id, now) -
     member.created_now = True  # in no team yet: show() needs no query for it
     _write_attributes(member, resource)
     member.email = text(email, "email")
-    welcome = invitation = None
+    member.user_id = person_id if verified else None
+    new_person = email is not None and verified and person_id is None
+    invitation = None
     if email is not None and not verified:
-        invitation = _invite(member, now)
-    elif email is not None and person_id is not None:
-        member.user_id = person_id
-    elif email is not None:
-        member.user_id = execute(
-            session, _INSERT_PERSON, _new_person(member, email, now)
-        ).scalar_one()
-        welcome = member.user_id
+        token = _invite(member, now)
+        invitation = outbox.message(
+            **_invitation(member.email, token, _account_name(session, account_id))
+        )
+    account_name = _account_name(session, account_id) if new_person else None
     # The seat is taken last, after the inserts: on PostgreSQL its UPDATE locks the
     # account row until the commit, and every concurrent create queues on that row. The
     # membership goes in holding it; no seat left rolls the whole request back (403).
@@ -578,31 +584,32 @@ def _insert_new(session, connector, resource, email, verified, person_id, now) -
     member.active = member.licensed = active
     member.refresh_search()  # no ORM event fires for a Core INSERT
     values = {key: getattr(member, key) for key in _MEMBER_COLUMNS}
+    emails = [
+        {
+            "position": e.position,
+            "value": e.value,
+            "value_key": e.value_key,
+            "type": e.type,
+            "primary": e.primary,
+            "display": e.display,
+        }
+        for e in member.emails
+    ]
+    person = _new_person(member, email, now) if new_person else None
+
+    # The writes.
+    if person is not None:
+        member.user_id = values["user_id"] = execute(session, _INSERT_PERSON, person).scalar_one()
     member.id = execute(session, _INSERT_MEMBER, values).scalar_one()
-    if member.emails:
-        execute(
-            session,
-            _INSERT_EMAILS,
-            [
-                {
-                    "membership_id": member.id,
-                    "position": e.position,
-                    "value": e.value,
-                    "value_key": e.value_key,
-                    "type": e.type,
-                    "primary": e.primary,
-                    "display": e.display,
-                }
-                for e in member.emails
-            ],
-        )
-    if welcome is not None or invitation is not None:
-        account_name = _account_name(session, connector.account_id)
-        if welcome is not None:
-            outbox.enqueue_welcome(session, welcome, email, account_name)
-        else:
-            _queue(session, member, [("invite", invitation)], account_name)
-    if active and not seats.take_for_new(session, member.account_id):
+    if emails:
+        for row in emails:
+            row["membership_id"] = member.id
+        execute(session, _INSERT_EMAILS, emails)
+    if person is not None:
+        outbox.enqueue_welcome(session, member.user_id, email, account_name, now)
+    elif invitation is not None:
+        outbox.add(session, invitation)
+    if active and not seats.take_for_new(session, account_id):
         raise _licence_limit()
     return member
 

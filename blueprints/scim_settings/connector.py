@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit, outbox
 from blueprints.common.accounts import ADMIN_ROLES, admin_contacts
 from blueprints.common.crypto import decrypt, encrypt
+from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import has_verified_domain
 from models import Membership, ScimConnector, SsoConnection, User
@@ -312,14 +313,48 @@ def disable(session, connector: ScimConnector, actor: User, now: datetime) -> No
 # --- the SCIM API's bearer check ------------------------------------------------------------
 
 
-# Built once: every SCIM request runs it.
-_BY_PUBLIC_ID = select(ScimConnector).where(ScimConnector.public_id == bindparam("public_id"))
+_connectors = ScimConnector.__table__
+# Built once, Core and not the ORM: every SCIM request runs it, and an ORM load (identity
+# map, instance state) cost more than the query itself.
+_CALLER = select(
+    _connectors.c.id,
+    _connectors.c.account_id,
+    _connectors.c.public_id,
+    _connectors.c.enabled,
+    _connectors.c.token_hash,
+    _connectors.c.previous_token_hash,
+    _connectors.c.previous_valid_until,
+    _connectors.c.expires_at,
+    _connectors.c.last_used_at,
+    _connectors.c.first_request_at,
+).where(_connectors.c.public_id == bindparam("public_id"))
+_USED = (
+    update(_connectors)
+    .where(_connectors.c.id == bindparam("connector_id"))
+    .values(last_used_at=bindparam("last_used_at"), first_request_at=bindparam("first_request_at"))
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The connector a SCIM request is addressed to: what the SCIM API needs of it."""
+
+    id: int
+    account_id: int
+    public_id: str
+    expires_at: datetime | None
 
 
 @dataclass
 class Authentication:
-    connector: ScimConnector | None
+    connector: Caller | None
     reason: str | None  # None when accepted; else unknown|disabled|expired|missing
+
+
+def find_caller(session, public_id: str) -> Caller | None:
+    """The connector `public_id` names, for the request log of a refused request."""
+    row = execute(session, _CALLER, {"public_id": public_id}).first()
+    return None if row is None else Caller(row.id, row.account_id, row.public_id, row.expires_at)
 
 
 def authenticate(
@@ -334,29 +369,38 @@ def authenticate(
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:
         return Authentication(None, "missing")
-    connector = session.scalar(_BY_PUBLIC_ID, {"public_id": public_id})
-    if connector is None:
+    row = execute(session, _CALLER, {"public_id": public_id}).first()
+    if row is None:
         return Authentication(None, "unknown")
     presented = token_hash(token)
-    current = connector.token_hash and hmac.compare_digest(presented, connector.token_hash)
+    current = row.token_hash and hmac.compare_digest(presented, row.token_hash)
     previous = (
-        connector.previous_token_hash
-        and connector.previous_valid_until is not None
-        and now < connector.previous_valid_until
-        and hmac.compare_digest(presented, connector.previous_token_hash)
+        row.previous_token_hash
+        and row.previous_valid_until is not None
+        and now < row.previous_valid_until
+        and hmac.compare_digest(presented, row.previous_token_hash)
     )
-    if not connector.enabled:
+    if not row.enabled:
         return Authentication(None, "disabled")
     if not (current or previous):
         return Authentication(None, "unknown")
-    if connector.expires_at is not None and now >= connector.expires_at:
-        return Authentication(connector, "expired")
-    # Bounded writes: last-used to the minute is what the page shows.
-    if connector.last_used_at is None or now - connector.last_used_at >= timedelta(minutes=1):
-        connector.last_used_at = now
-    if connector.first_request_at is None:
-        connector.first_request_at = now
-    # Committed with the rest of the request (the SCIM blueprint commits once, with its
-    # log row): one transaction per request.
-    session.flush()
-    return Authentication(connector, None)
+    caller = Caller(row.id, row.account_id, row.public_id, row.expires_at)
+    if row.expires_at is not None and now >= row.expires_at:
+        return Authentication(caller, "expired")
+    # Bounded writes: last-used to the minute is what the page shows. Committed with the
+    # rest of the request (the SCIM blueprint commits once, with its log row).
+    if (
+        row.last_used_at is None
+        or row.first_request_at is None
+        or now - row.last_used_at >= timedelta(minutes=1)
+    ):
+        execute(
+            session,
+            _USED,
+            {
+                "connector_id": row.id,
+                "last_used_at": now,
+                "first_request_at": row.first_request_at or now,
+            },
+        )
+    return Authentication(caller, None)

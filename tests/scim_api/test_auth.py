@@ -209,3 +209,52 @@ def test_limiter_window_forgets_keys_of_past_seconds():
     assert window.current("198.51.100.1") == 0
     assert window.add("198.51.100.1") == 1
     assert len(window._counts) == 1
+
+
+# --- one SCIM write at a time per process ------------------------------------------------
+
+NEW_USER = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    "userName": "queued@example.com",
+}
+QUEUED = {"SCIM_WRITERS_PER_PROCESS": 1, "SCIM_WRITERS_WAIT_SECONDS": 0.2}
+
+
+def _users(scim) -> int:
+    return scim("GET", "/Users?count=0").get_json()["totalResults"]
+
+
+@pytest.mark.parametrize("config_overrides", [QUEUED])
+def test_write_waiting_too_long_for_its_turn_gets_503_and_changes_nothing(scim):
+    """While another thread of the process writes, a write waits; past the wait it is a
+    503 with Retry-After (the IdP retries), and reads are never held up."""
+    gate = auth.writers_gate(1)
+    assert gate.acquire(timeout=1)
+    try:
+        busy = scim("POST", "/Users", json=NEW_USER)
+        read = scim("GET", SPC)
+    finally:
+        gate.release()
+
+    body = assert_scim_error(busy, 503)
+    assert busy.headers["Retry-After"] == "1"
+    assert "retry" in body["detail"]
+    assert read.status_code == 200
+    assert _users(scim) == 0
+    assert scim("POST", "/Users", json=NEW_USER).status_code == 201
+
+
+@pytest.mark.parametrize("config_overrides", [QUEUED])
+def test_writers_turn_is_given_back_after_errors(scim):
+    """A refused write (bad body, unknown id, bad token) does not keep the process's
+    turn: the next write goes straight in."""
+    assert scim("POST", "/Users", json={"userName": 5}).status_code == 400
+    assert scim("PATCH", "/Users/no-such-id", json={}).status_code == 404
+    assert scim("DELETE", "/Users/no-such-id", token="scim_wrong").status_code == 401
+    assert (
+        scim("POST", "/Users", data=b"{not json", content_type="application/json").status_code
+        == 400
+    )
+
+    assert scim("POST", "/Users", json=NEW_USER).status_code == 201
+    assert _users(scim) == 1

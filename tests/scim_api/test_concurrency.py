@@ -24,8 +24,17 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MEMBERS = 16
 CREATORS = 8
 
-# The per-connector rate limit would otherwise answer some of these with 429.
-pytestmark = pytest.mark.parametrize("config_overrides", [{"SCIM_REQUESTS_PER_SECOND": 10_000}])
+# The per-connector rate limit would otherwise answer some of these with 429. Writes
+# either race inside the one process (SCIM_WRITERS_PER_PROCESS=0, as they do between
+# gunicorn's worker processes) or queue for it (the default, one at a time).
+pytestmark = pytest.mark.parametrize(
+    "config_overrides",
+    [
+        {"SCIM_REQUESTS_PER_SECOND": 10_000, "SCIM_WRITERS_PER_PROCESS": 0},
+        {"SCIM_REQUESTS_PER_SECOND": 10_000, "SCIM_WRITERS_PER_PROCESS": 1},
+    ],
+    ids=["racing", "queued"],
+)
 
 
 class QuietHandler(WSGIRequestHandler):

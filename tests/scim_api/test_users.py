@@ -514,6 +514,24 @@ def test_create_honours_attributes(scim):
     assert response.headers["Location"].endswith(f"/Users/{body['id']}")
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["attributes=no..such", "attributes=userName&excludedAttributes=title", "attributes=%00"],
+)
+def test_create_with_bad_attributes_parameter_is_400_and_creates_nobody(scim, session, query):
+    """The response's shape is checked before anything is written: the create commits
+    before its body is built, so a bad `attributes` found then would leave the user
+    created behind a 400."""
+    before = memberships(session)
+
+    response = scim("POST", f"/Users?{query}", json=FULL)
+
+    assert_scim_error(response, 400)
+    assert memberships(session) == before
+    found = scim("GET", '/Users?filter=userName eq "bjensen@example.com"').get_json()
+    assert found["totalResults"] == 0
+
+
 def test_patch_honours_excluded_attributes(scim):
     user = scim("POST", "/Users", json=FULL).get_json()
 

@@ -38,7 +38,8 @@ def _check(session, issued, header, now=NOW) -> service.Authentication:
 def test_authenticate_accepts_current_token_and_records_first_request(session, issued):
     result = _check(session, issued, f"Bearer {issued.token}", NOW + timedelta(hours=1))
 
-    assert (result.connector, result.reason) == (issued.connector, None)
+    assert (result.connector.id, result.reason) == (issued.connector.id, None)
+    assert result.connector.account_id == issued.connector.account_id
     session.expire_all()
     assert issued.connector.first_request_at == NOW + timedelta(hours=1)
     assert issued.connector.last_used_at == NOW + timedelta(hours=1)
@@ -55,9 +56,11 @@ def test_authenticate_updates_last_used_at_most_once_a_minute(session, issued):
     _check(session, issued, header, NOW)
 
     _check(session, issued, header, NOW + timedelta(seconds=59))
+    session.expire_all()
     assert issued.connector.last_used_at == NOW
 
     _check(session, issued, header, NOW + timedelta(seconds=60))
+    session.expire_all()
     assert issued.connector.last_used_at == NOW + timedelta(seconds=60)
     _check(session, issued, header, NOW + timedelta(hours=3))
     session.expire_all()
@@ -147,11 +150,13 @@ def test_authenticate_says_expired_after_expiry_and_records_nothing(session, iss
         _check(session, issued, f"Bearer {issued.token}", expiry - timedelta(seconds=1)).reason
         is None
     )
+    session.expire_all()
     last_used = issued.connector.last_used_at
+    assert last_used == expiry - timedelta(seconds=1)
 
     result = _check(session, issued, f"Bearer {issued.token}", expiry)
 
-    assert (result.connector, result.reason) == (issued.connector, "expired")
+    assert (result.connector.id, result.reason) == (issued.connector.id, "expired")
     assert (
         _check(session, issued, f"Bearer {issued.token}", expiry + timedelta(days=400)).reason
         == "expired"

@@ -173,6 +173,7 @@ def test_enable_after_disable_keeps_url_and_issues_new_token(session, ready, own
     # The IdP has to be given the new token: step 4 waits for a request carrying it.
     assert again.connector.first_request_at is None
     assert _reason(session, again.connector, again.token, later) is None
+    session.expire_all()
     assert again.connector.first_request_at == later
 
 

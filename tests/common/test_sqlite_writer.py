@@ -1,0 +1,81 @@
+"""The SQLite writer lock (app.py): writers queue in the process and on a file lock, and
+give both back only once their transaction is over, so the next writer's BEGIN IMMEDIATE
+never finds SQLite still locked (and never falls into SQLite's sleeping busy loop)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import create_engine, text
+
+import app as app_module
+
+
+@pytest.fixture
+def engine(tmp_path):
+    path = tmp_path / "writer.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE item (value INTEGER)"))
+    yield engine, path
+    engine.dispose()
+
+
+@pytest.fixture
+def at_release(monkeypatch, engine):
+    """What another connection, refusing to wait, finds each time the locks are given
+    back: "free" when it can start writing at once."""
+    _, path = engine
+    seen: list[str] = []
+    release = app_module._sqlite_release
+
+    def probe(info):
+        if "sqlite_writer" in info:
+            other = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+                seen.append("free")
+            except sqlite3.OperationalError as error:
+                seen.append(str(error))
+            finally:
+                other.close()
+        release(info)
+
+    monkeypatch.setattr(app_module, "_sqlite_release", probe)
+    return seen
+
+
+def _values(engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.scalars(text("SELECT value FROM item ORDER BY value")))
+
+
+def test_writer_gives_its_locks_back_after_the_commit(engine, at_release):
+    engine, _ = engine
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO item VALUES (1)"))
+
+    assert at_release == ["free"]
+    assert _values(engine) == [1]
+
+
+def test_writer_gives_its_locks_back_after_the_rollback(engine, at_release):
+    engine, _ = engine
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO item VALUES (2)"))
+        raise RuntimeError("the request failed")
+
+    assert at_release == ["free"]
+    assert _values(engine) == []
+
+
+def test_next_writer_goes_in_after_a_commit(engine, at_release):
+    engine, _ = engine
+    for value in (1, 2, 3):
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO item VALUES (:v)"), {"v": value})
+
+    assert at_release == ["free"] * 3
+    assert _values(engine) == [1, 2, 3]
