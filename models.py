@@ -7,7 +7,9 @@ behave the same and comparisons with `datetime.now(UTC)` never mix naive and awa
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -166,11 +168,10 @@ class Membership(db.Model):
 
     def refresh_search(self) -> None:
         """Recompute search_key and sort_name from the columns they fold (ORM writes do it
-        in before_insert/before_update; a Core INSERT calls it first)."""
-        name = self.shown_name
-        parts = [p for p in (self.email, name, self.user_name) if p]
-        self.search_key = search_fold("\n".join(parts)) if parts else None
-        self.sort_name = search_fold(name)[:512] if name else None
+        in before_insert/before_update; a Core INSERT uses `search_columns`)."""
+        folded = {key: getattr(self, key) for key in SEARCHED_COLUMNS}
+        for key, value in search_columns(folded).items():
+            setattr(self, key, value)
 
     @property
     def status(self) -> str:
@@ -178,6 +179,21 @@ class Membership(db.Model):
         if self.invitation_token_hash is not None:
             return "invited"
         return "active" if self.active else "deactivated"
+
+
+SEARCHED_COLUMNS = ("email", "display_name", "given_name", "family_name", "user_name")
+
+
+def search_columns(row: Mapping[str, Any]) -> dict[str, str | None]:
+    """search_key and sort_name of a membership whose columns `row` holds: email, name
+    (displayName, else given and family name) and userName, folded as `search_fold`."""
+    given_family = " ".join(p for p in (row.get("given_name"), row.get("family_name")) if p)
+    name = row.get("display_name") or given_family or None
+    parts = [p for p in (row.get("email"), name, row.get("user_name")) if p]
+    return {
+        "search_key": search_fold("\n".join(parts)) if parts else None,
+        "sort_name": search_fold(name)[:512] if name else None,
+    }
 
 
 def search_fold(value: str) -> str:

@@ -23,7 +23,9 @@ import hashlib
 import re
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 
 from scim2_models import (
     Context,
@@ -57,7 +59,16 @@ from blueprints.scim_api.resources import (
     wants,
 )
 from blueprints.scim_api.schemas import CORE_USER, ENTERPRISE, EnterpriseUser, UserResource
-from models import Account, Domain, MemberEmail, Membership, Team, TeamMember, User
+from models import (
+    Account,
+    Domain,
+    MemberEmail,
+    Membership,
+    Team,
+    TeamMember,
+    User,
+    search_columns,
+)
 
 EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
@@ -126,12 +137,26 @@ _PERSON = (
 _INSERT_PERSON = insert(_USERS).returning(_USERS.c.id)
 _INSERT_MEMBER = insert(_MEMBERS).returning(_MEMBERS.c.id)
 _INSERT_EMAILS = insert(MemberEmail.__table__)
-_MEMBER_COLUMNS = [c.key for c in _MEMBERS.columns if c.key != "id"]
-
-
-_ACCOUNT_NAME = select(Account.__table__.c.name).where(
-    Account.__table__.c.id == bindparam("account_id")
+_ACCOUNTS = Account.__table__
+# The account's name (an email's subject) and whether a domain is one of its verified
+# ones, in one query: the domain is outer-joined, so the name comes back either way.
+_DOMAIN_AND_NAME = (
+    select(_ACCOUNTS.c.name, _DOMAINS.c.id)
+    .select_from(
+        _ACCOUNTS.outerjoin(
+            _DOMAINS,
+            and_(
+                _DOMAINS.c.account_id == _ACCOUNTS.c.id,
+                _DOMAINS.c.status == "verified",
+                _DOMAINS.c.name == bindparam("name"),
+            ),
+        )
+    )
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
 )
+
+
+_ACCOUNT_NAME = select(_ACCOUNTS.c.name).where(_ACCOUNTS.c.id == bindparam("account_id"))
 
 
 def _account_name(session, account_id: int) -> str:
@@ -311,80 +336,83 @@ def _checked(resource: UserResource) -> UserResource:
     return resource
 
 
-def _write_attributes(member: Membership, resource: UserResource) -> None:
-    """Every stored attribute from `resource` (PUT semantics: absent means cleared)."""
+def _stored(resource: UserResource) -> tuple[dict, list[dict]]:
+    """Every attribute we store from `resource`, as membership columns and email rows
+    (PUT semantics: absent means cleared); 400 for what no column can hold."""
     user_name = (resource.user_name or "").strip()
     if not user_name:
         raise InvalidValueException(detail="userName is required and cannot be empty.")
-    member.user_name = text(user_name, "userName")
-    member.user_name_key = filters.fold(user_name)
-    member.external_id = text(resource.external_id, "externalId")
-    member.display_name = text(resource.display_name, "displayName")
-    member.title = text(resource.title, "title")
     name = resource.name or Name()
-    member.formatted_name = text(name.formatted, "name.formatted")
-    member.given_name = text(name.given_name, "name.givenName")
-    member.family_name = text(name.family_name, "name.familyName")
-    member.middle_name = text(name.middle_name, "name.middleName")
-    member.honorific_prefix = text(name.honorific_prefix, "name.honorificPrefix")
-    member.honorific_suffix = text(name.honorific_suffix, "name.honorificSuffix")
     ent = resource[EnterpriseUser] or EnterpriseUser()
     prefix = f"{ENTERPRISE}:"
-    member.employee_number = text(ent.employee_number, prefix + "employeeNumber")
-    member.cost_center = text(ent.cost_center, prefix + "costCenter")
-    member.organization = text(ent.organization, prefix + "organization")
-    member.division = text(ent.division, prefix + "division")
-    member.department = text(ent.department, prefix + "department")
     manager = ent.manager.value if ent.manager and ent.manager.value else None
-    member.manager_id = text(manager, prefix + "manager")
-    wanted = [
-        (
-            text(e.value, "emails.value"),
-            text(e.type, "emails.type"),
-            bool(e.primary),
-            text(e.display, "emails.display"),
+    columns = {
+        "user_name": text(user_name, "userName"),
+        "user_name_key": filters.fold(user_name),
+        "external_id": text(resource.external_id, "externalId"),
+        "display_name": text(resource.display_name, "displayName"),
+        "title": text(resource.title, "title"),
+        "formatted_name": text(name.formatted, "name.formatted"),
+        "given_name": text(name.given_name, "name.givenName"),
+        "family_name": text(name.family_name, "name.familyName"),
+        "middle_name": text(name.middle_name, "name.middleName"),
+        "honorific_prefix": text(name.honorific_prefix, "name.honorificPrefix"),
+        "honorific_suffix": text(name.honorific_suffix, "name.honorificSuffix"),
+        "employee_number": text(ent.employee_number, prefix + "employeeNumber"),
+        "cost_center": text(ent.cost_center, prefix + "costCenter"),
+        "organization": text(ent.organization, prefix + "organization"),
+        "division": text(ent.division, prefix + "division"),
+        "department": text(ent.department, prefix + "department"),
+        "manager_id": text(manager, prefix + "manager"),
+    }
+    emails = []
+    for position, e in enumerate(resource.emails or []):
+        value = text(e.value, "emails.value")
+        emails.append(
+            {
+                "position": position,
+                "value": value,
+                "value_key": filters.fold(value) if value else None,
+                "type": text(e.type, "emails.type"),
+                "primary": bool(e.primary),
+                "display": text(e.display, "emails.display"),
+            }
         )
-        for e in resource.emails or []
-    ]
-    if sum(1 for *_, primary, _ in wanted if primary) > 1:
+    if sum(1 for e in emails if e["primary"]) > 1:
         raise InvalidValueException(detail="Only one of the emails can be primary.")
+    return columns, emails
+
+
+def _email_tuple(email) -> tuple:
+    return (email["value"], email["type"], email["primary"], email["display"])
+
+
+def _write_attributes(member: Membership, resource: UserResource) -> None:
+    """Every stored attribute from `resource` onto `member` (PUT semantics)."""
+    columns, emails = _stored(resource)
+    for key, value in columns.items():
+        setattr(member, key, value)
     current = [(e.value, e.type, e.primary, e.display) for e in member.emails]
-    if wanted != current:
-        member.emails = [
-            MemberEmail(
-                position=position,
-                value=value,
-                value_key=filters.fold(value) if value else None,
-                type=type_,
-                primary=primary,
-                display=display,
-            )
-            for position, (value, type_, primary, display) in enumerate(wanted)
-        ]
+    if [_email_tuple(e) for e in emails] != current:
+        member.emails = [MemberEmail(**e) for e in emails]
 
 
-def _check_unique(session, member: Membership, account_id: int) -> None:
-    """A friendly 409 before the insert (one query for userName and externalId); the
-    unique constraints decide under races."""
+def _check_unique(session, account_id: int, columns: dict, exclude_id: int | None = None) -> None:
+    """A friendly 409 before the write (one query for userName and externalId); the
+    unique constraints decide under races. `columns` as `_stored` gives them."""
     params = {
         "account_id": account_id,
-        "key": member.user_name_key,
-        "external_id": member.external_id,
-        "exclude_id": member.id or 0,
+        "key": columns["user_name_key"],
+        "external_id": columns["external_id"],
+        "exclude_id": exclude_id or 0,
     }
     keys = execute(session, _CLASH, params).scalars().all()
-    if member.user_name_key in keys:
-        raise UniquenessException(detail=f"A user with userName {member.user_name!r} exists.")
+    if columns["user_name_key"] in keys:
+        raise UniquenessException(detail=f"A user with userName {columns['user_name']!r} exists.")
     if keys:
-        raise UniquenessException(detail=f"A user with externalId {member.external_id!r} exists.")
-
-
-def _probe(resource: UserResource, account_id: int) -> Membership:
-    probe = Membership(account_id=account_id)
-    probe.user_name = (resource.user_name or "").strip()
-    probe.user_name_key = filters.fold(probe.user_name)
-    probe.external_id = resource.external_id
-    return probe
+        raise UniquenessException(
+            detail=f"A user with externalId {columns['external_id']!r} exists."
+        )
 
 
 def _licence_limit() -> ForbiddenException:
@@ -412,14 +440,19 @@ def set_active(session, member: Membership, active: bool) -> None:
     member.active = False
 
 
-def _invite(member: Membership, now: datetime) -> str:
+def _invitation_token() -> tuple[str, str]:
+    """A new invitation token and the hash we keep of it."""
     token = secrets.token_urlsafe(32)
-    member.invitation_token_hash = hashlib.sha256(token.encode()).hexdigest()
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+def _invite(member: Membership, now: datetime) -> str:
+    token, member.invitation_token_hash = _invitation_token()
     member.invited_at = now
     return token
 
 
-def _new_person(member: Membership, email: str, now: datetime) -> dict:
+def _new_person(display_name: str | None, email: str, now: datetime) -> dict:
     """The person a provisioned email creates: no passphrase until the welcome email's
     delivery makes one (SPEC F5)."""
     return {
@@ -427,7 +460,7 @@ def _new_person(member: Membership, email: str, now: datetime) -> dict:
         "email_key": email_key(email),
         # The person's name is a convenience; the member keeps the full displayName
         # (512 characters), which PostgreSQL refused in user.display_name: a 500.
-        "display_name": member.display_name[:PERSON_NAME] if member.display_name else None,
+        "display_name": display_name[:PERSON_NAME] if display_name else None,
         "passphrase_hash": None,
         "must_change_passphrase": True,
         "session_generation": 1,
@@ -460,7 +493,7 @@ def _match_email(
     if user is not None:
         member.user = user
         return []
-    user = User(**_new_person(member, email, now))
+    user = User(**_new_person(member.display_name, email, now))
     session.add(user)
     member.user = user
     return [("welcome", user)]
@@ -509,16 +542,22 @@ def _queue(session, member: Membership, pending: list, account_name: str) -> Non
             outbox.add(session, outbox.message(**_invitation(member.email, value, account_name)))
 
 
-def create(session, connector, body: dict, now: datetime) -> Membership:
+def create(session, connector, body: dict, now: datetime) -> Membership | NewUser:
     """POST /Users. Lean on purpose (IdPs create thousands at once): one uniqueness probe,
     one domain lookup, one person lookup, then the inserts and the seat."""
     resource = _checked(validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST))
     account_id = connector.account_id
+    columns, emails = _stored(resource)
     email = member_email(resource)
     # userName and externalId first: a repeated create is a 409 about the userName. The
     # unique constraints decide when two creates race past this check.
-    _check_unique(session, _probe(resource, account_id), account_id)
-    verified = email is not None and _verified(session, account_id, email)
+    _check_unique(session, account_id, columns)
+    verified, account_name = False, None
+    if email is not None:
+        account_name, domain_id = execute(
+            session, _DOMAIN_AND_NAME, {"account_id": account_id, "name": email_domain(email)}
+        ).one()
+        verified = domain_id is not None
     member = person_id = None
     if verified:
         # The person, if they exist, and their membership here if they are already a
@@ -535,7 +574,9 @@ def create(session, connector, body: dict, now: datetime) -> Membership:
             if member_id is not None:
                 member = session.get(Membership, member_id)
     if member is None:
-        return _insert_new(session, connector, resource, email, verified, person_id, now)
+        active = True if resource.active is None else resource.active
+        new = NewRow(account_id, columns, emails, active, email, now)
+        return _insert_new(session, new, verified, person_id, account_name)
     with session.no_autoflush:
         _write_attributes(member, resource)
         member.email = email
@@ -547,78 +588,86 @@ def create(session, connector, body: dict, now: datetime) -> Membership:
     return member
 
 
-def _insert_new(session, connector, resource, email, verified, person_id, now) -> Membership:
+class NewUser(SimpleNamespace):
+    """A user just inserted with Core statements: the values written, read like a
+    Membership by `payload`, `show` and the routes (in no team yet: no query for
+    `groups`)."""
+
+    created_now = True
+
+
+@dataclass
+class NewRow:
+    """What a create writes for a new member, before anything is written."""
+
+    account_id: int
+    columns: dict
+    emails: list[dict]
+    active: bool
+    email: str | None
+    now: datetime
+
+
+def _insert_new(session, new: NewRow, verified: bool, person_id, account_name) -> NewUser:
     """A new member, written with Core INSERTs: on this hot path (an IdP creating
-    thousands of users) the ORM's unit of work cost more than the statements. Returns a
-    transient Membership holding what was written, for the response.
+    thousands of users) the ORM's unit of work cost more than the statements.
 
     Everything is read, checked and built before the first write, so the writes run back
     to back: SQLite's write lock is held from the first write to the commit, and every
     other create in every process waits for it."""
-    account_id = connector.account_id
-    member = Membership(
-        account_id=account_id,
-        scim_id=str(uuid.uuid4()),
-        source="scim",
-        role="member",
-        version=1,
-        created_at=now,
-        updated_at=now,
-    )
-    member.created_now = True  # in no team yet: show() needs no query for it
-    _write_attributes(member, resource)
-    member.email = text(email, "email")
-    member.user_id = person_id if verified else None
-    new_person = email is not None and verified and person_id is None
-    invitation = None
-    if email is not None and not verified:
-        token = _invite(member, now)
-        invitation = outbox.message(
-            **_invitation(member.email, token, _account_name(session, account_id))
-        )
-    account_name = _account_name(session, account_id) if new_person else None
-    # The seat is taken last, after the inserts: on PostgreSQL its UPDATE locks the
-    # account row until the commit, and every concurrent create queues on that row. The
-    # membership goes in holding it; no seat left rolls the whole request back (403).
-    active = True if resource.active is None else resource.active
-    member.active = member.licensed = active
-    member.refresh_search()  # no ORM event fires for a Core INSERT
-    values = {key: getattr(member, key) for key in _MEMBER_COLUMNS}
-    emails = [
-        {
-            "position": e.position,
-            "value": e.value,
-            "value_key": e.value_key,
-            "type": e.type,
-            "primary": e.primary,
-            "display": e.display,
-        }
-        for e in member.emails
-    ]
-    person = _new_person(member, email, now) if new_person else None
+    row = {
+        **new.columns,
+        "account_id": new.account_id,
+        "scim_id": str(uuid.uuid4()),
+        "source": "scim",
+        "role": "member",
+        "email": text(new.email, "email"),
+        "user_id": person_id if verified else None,
+        "invitation_token_hash": None,
+        "invited_at": None,
+        # The seat is taken last, after the inserts: on PostgreSQL its UPDATE locks the
+        # account row until the commit, and every concurrent create queues on that row.
+        # The membership goes in holding it; no seat left rolls it all back (403).
+        "active": new.active,
+        "licensed": new.active,
+        "version": 1,
+        "created_at": new.now,
+        "updated_at": new.now,
+    }
+    row.update(search_columns(row))  # no ORM event fires for a Core INSERT
+    invitation = person = None
+    if new.email is not None and not verified:
+        token, row["invitation_token_hash"] = _invitation_token()
+        row["invited_at"] = new.now
+        invitation = outbox.message(**_invitation(row["email"], token, account_name))
+    elif new.email is not None and person_id is None:
+        person = _new_person(row["display_name"], new.email, new.now)
 
     # The writes.
     if person is not None:
-        member.user_id = values["user_id"] = execute(session, _INSERT_PERSON, person).scalar_one()
-    member.id = execute(session, _INSERT_MEMBER, values).scalar_one()
-    if emails:
-        for row in emails:
-            row["membership_id"] = member.id
-        execute(session, _INSERT_EMAILS, emails)
+        row["user_id"] = execute(session, _INSERT_PERSON, person).scalar_one()
+    member_id = execute(session, _INSERT_MEMBER, row).scalar_one()
+    if new.emails:
+        execute(session, _INSERT_EMAILS, [dict(e, membership_id=member_id) for e in new.emails])
     if person is not None:
-        outbox.enqueue_welcome(session, member.user_id, email, account_name, now)
+        outbox.enqueue_welcome(session, row["user_id"], new.email, account_name, new.now)
     elif invitation is not None:
         outbox.add(session, invitation)
-    if active and not seats.take_for_new(session, account_id):
+    if new.active and not seats.take_for_new(session, new.account_id):
         raise _licence_limit()
-    return member
+    return NewUser(id=member_id, emails=[SimpleNamespace(**e) for e in new.emails], **row)
 
 
 def _apply(session, connector, member: Membership, resource, now: datetime) -> None:
     """Write a whole resource (PUT, or the result of a PATCH) onto `member`."""
     with session.no_autoflush:
         _write_attributes(member, resource)
-        _check_unique(session, member, member.account_id)
+        _check_unique(
+            session,
+            member.account_id,
+            {k: getattr(member, k) for k in ("user_name", "user_name_key", "external_id")},
+            member.id,
+        )
         pending = _change_email(session, member, member_email(resource), now)
         if resource.active is not None and resource.active != member.active:
             set_active(session, member, resource.active)
