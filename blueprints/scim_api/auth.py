@@ -84,6 +84,7 @@ class _Window:
 
 _INSERT_LOG = insert(ScimRequestLog.__table__)
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SEARCH = "scim_api.search_resources"  # POST /.search only reads
 _GATES: dict[int, threading.BoundedSemaphore] = {}
 _GATES_LOCK = threading.Lock()
 
@@ -132,7 +133,8 @@ def install(bp: Blueprint) -> None:
     def authenticate():
         public_id = g.connector_public_id or ""
         cfg = current_app.config
-        if request.method in _WRITE_METHODS and not _enter_writers(cfg):
+        writes = request.method in _WRITE_METHODS and request.endpoint != _SEARCH
+        if writes and not _enter_writers(cfg):
             return error_response(
                 503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
             )
