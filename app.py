@@ -6,10 +6,12 @@ tests and tools replace any of it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import secrets
+import sqlite3
 import sys
 import threading
 import uuid
@@ -25,6 +27,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import Pool
 from werkzeug.routing import IntegerConverter
 
@@ -210,14 +213,26 @@ def _sqlite_end(conn, end: str) -> None:
     listeners below end the transaction themselves: released any earlier, the locks let
     the next writer in while our commit was still writing, its BEGIN IMMEDIATE found
     SQLite locked and fell into SQLite's busy loop (sleeps of 1, 2, 5 … ms), and each
-    create held the lock twice as long. SQLAlchemy's own call follows: a no-op once the
-    transaction is over or, had ending it here failed, the same error raised as usual."""
+    create held the lock twice as long. SQLAlchemy's own call follows, a no-op by then.
+
+    A commit that fails raises here, as SQLAlchemy's error for it: a failed COMMIT may
+    have rolled the transaction back, and the second COMMIT would then succeed on nothing
+    and report the lost work as saved. A failed rollback is left to SQLAlchemy's own."""
     if "sqlite_writer" not in conn.info:
         return
+    dbapi_connection = None
     try:
-        getattr(conn.connection.dbapi_connection, end)()
-    except Exception:  # noqa: S110 - SQLAlchemy's own call reports it
-        pass
+        dbapi_connection = conn.connection.dbapi_connection
+        getattr(dbapi_connection, end)()
+    except Exception as error:
+        if end != "commit":
+            return  # (the finally clause releases)
+        if dbapi_connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                dbapi_connection.rollback()  # a failed COMMIT can leave it open, locked
+        if isinstance(error, sqlite3.Error):
+            raise DBAPIError.instance("COMMIT", None, error, sqlite3.Error) from error
+        raise
     finally:
         _sqlite_release(conn.info)
 

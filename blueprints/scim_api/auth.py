@@ -133,19 +133,22 @@ def install(bp: Blueprint) -> None:
     def authenticate():
         public_id = g.connector_public_id or ""
         cfg = current_app.config
-        writes = request.method in _WRITE_METHODS and request.endpoint != _SEARCH
-        if writes and not _enter_writers(cfg):
-            return error_response(
-                503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
-            )
         address = request.remote_addr or ""
         if _failures.current(address) >= cfg["SCIM_FAILED_AUTH_PER_SECOND"]:
             # A client guessing tokens: refuse before even looking the token up (and
-            # without a log row, so a flood costs no database writes).
+            # without a log row, so a flood costs no database writes), and before it
+            # queues with the writes.
             return error_response(
                 429,
                 "Too many failed authentications. Retry after a second.",
                 headers={"Retry-After": "1"},
+            )
+        # A write's turn comes before its first statement: the bearer check may write
+        # (last used), and no thread may hold the database's write lock while it waits.
+        writes = request.method in _WRITE_METHODS and request.endpoint != _SEARCH
+        if writes and not _enter_writers(cfg):
+            return error_response(
+                503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
             )
         if _PUBLIC_ID.fullmatch(public_id):
             result = connectors.authenticate(

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 import app as app_module
 
@@ -79,3 +80,27 @@ def test_next_writer_goes_in_after_a_commit(engine, at_release):
 
     assert at_release == ["free"] * 3
     assert _values(engine) == [1, 2, 3]
+
+
+def test_failed_commit_raises_keeps_nothing_and_frees_the_lock(engine, at_release):
+    """A COMMIT that fails (here a deferred foreign key) is reported as SQLAlchemy's
+    error, never as a success, and the next writer is not locked out."""
+    engine, _ = engine
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        conn.execute(
+            text(
+                "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) "
+                "DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO child VALUES (42)"))
+
+    assert at_release == ["free"]
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM child")) == 0
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO item VALUES (7)"))
+    assert _values(engine) == [7]
