@@ -494,4 +494,6 @@ class ScimRequestLog(db.Model):
     status: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(10))  # success|failure
     detail: Mapped[str | None] = mapped_column(String(500))
+    # The client's address (IPv6 at most 45 characters): which IdP, or who else, called.
+    remote_addr: Mapped[str | None] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

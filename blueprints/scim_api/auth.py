@@ -247,6 +247,7 @@ def _add_log_row(connector: connectors.Caller, status: int) -> None:
             "status": status,
             "outcome": "success" if status < 400 else "failure",
             "detail": _printable(detail, 500) if detail else None,
+            "remote_addr": _printable(request.remote_addr, 45) if request.remote_addr else None,
             "created_at": utcnow(),
         },
     )

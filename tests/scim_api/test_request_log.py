@@ -209,3 +209,44 @@ def test_scim_page_keeps_step_four_open_after_wrong_token(
     assert re.findall(r'<li class="(done|todo)">', page) == ["done", "done", "done", "todo"]
     log = re.search(r'<section class="card" id="request-log".*?</section>', page, re.S).group(0)
     assert '<span class="badge bad">401</span>' in log
+
+
+# --- who called -----------------------------------------------------------------------------
+
+
+def _addresses(session) -> list[str | None]:
+    session.expire_all()
+    return list(session.scalars(select(ScimRequestLog.remote_addr).order_by(ScimRequestLog.id)))
+
+
+def test_log_keeps_the_client_address_of_accepted_and_refused_requests(scim, session):
+    scim("GET", SPC, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    scim("GET", SPC, token="scim_wrong", environ_base={"REMOTE_ADDR": "2001:db8::1"})
+
+    assert _addresses(session) == ["198.51.100.7", "2001:db8::1"]
+
+
+def test_forwarded_for_is_not_believed_without_a_configured_proxy(scim, session):
+    """Anyone can send X-Forwarded-For: without PROXY_FIX_X_FOR the peer is the client."""
+    scim(
+        "GET",
+        SPC,
+        headers={"X-Forwarded-For": "203.0.113.9"},
+        environ_base={"REMOTE_ADDR": "192.0.2.1"},
+    )
+
+    assert _addresses(session) == ["192.0.2.1"]
+
+
+@pytest.mark.parametrize("config_overrides", [{"PROXY_FIX_X_FOR": 1}])
+def test_behind_one_proxy_the_log_keeps_the_address_the_proxy_saw(scim, session):
+    """Our proxy appends the address it saw; what the client put before it is not
+    trusted."""
+    scim(
+        "GET",
+        SPC,
+        headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.9"},
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},
+    )
+
+    assert _addresses(session) == ["203.0.113.9"]

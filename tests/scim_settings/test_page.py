@@ -684,6 +684,7 @@ def _log_rows(session, connector_id: int, rows: list[tuple[str, str, int]]) -> N
                 status=status,
                 outcome="success" if status < 400 else "failure",
                 detail=None if status < 400 else f"error {status}",
+                remote_addr=f"198.51.100.{minute + 1}",
                 created_at=base + timedelta(minutes=minute),
             )
         )
@@ -730,6 +731,15 @@ def test_request_log_fragment_lists_requests_newest_first_and_polls(client, logg
     assert 'hx-trigger="every 10s"' in root
     assert 'hx-get="/enterprise/scim/log"' in root
     assert "2030-01-01 12:04:00" in page and "error 401" in page
+    # Who called: the client's address, in a column of its own.
+    assert "<th>From</th>" in page
+    assert re.findall(r"<td>(198\.51\.100\.\d+)</td>", page) == [
+        "198.51.100.5",
+        "198.51.100.4",
+        "198.51.100.3",
+        "198.51.100.2",
+        "198.51.100.1",
+    ]
 
 
 @pytest.mark.parametrize(
