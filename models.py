@@ -163,8 +163,7 @@ class Membership(db.Model):
     @property
     def shown_name(self) -> str | None:
         """displayName, else given and family name."""
-        given_family = " ".join(p for p in (self.given_name, self.family_name) if p)
-        return self.display_name or given_family or None
+        return shown_name(self.display_name, self.given_name, self.family_name)
 
     def refresh_search(self) -> None:
         """Recompute search_key and sort_name from the columns they fold (ORM writes do it
@@ -184,11 +183,15 @@ class Membership(db.Model):
 SEARCHED_COLUMNS = ("email", "display_name", "given_name", "family_name", "user_name")
 
 
+def shown_name(display_name: str | None, given: str | None, family: str | None) -> str | None:
+    """The name the Members page shows and sorts by: displayName, else given and family."""
+    return display_name or " ".join(p for p in (given, family) if p) or None
+
+
 def search_columns(row: Mapping[str, Any]) -> dict[str, str | None]:
     """search_key and sort_name of a membership whose columns `row` holds: email, name
     (displayName, else given and family name) and userName, folded as `search_fold`."""
-    given_family = " ".join(p for p in (row.get("given_name"), row.get("family_name")) if p)
-    name = row.get("display_name") or given_family or None
+    name = shown_name(row.get("display_name"), row.get("given_name"), row.get("family_name"))
     parts = [p for p in (row.get("email"), name, row.get("user_name")) if p]
     return {
         "search_key": search_fold("\n".join(parts)) if parts else None,

@@ -23,7 +23,6 @@ import hashlib
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 
@@ -383,17 +382,12 @@ def _stored(resource: UserResource) -> tuple[dict, list[dict]]:
     return columns, emails
 
 
-def _email_tuple(email) -> tuple:
-    return (email["value"], email["type"], email["primary"], email["display"])
-
-
-def _write_attributes(member: Membership, resource: UserResource) -> None:
-    """Every stored attribute from `resource` onto `member` (PUT semantics)."""
-    columns, emails = _stored(resource)
+def _write_attributes(member: Membership, columns: dict, emails: list[dict]) -> None:
+    """What `_stored` gives, onto `member` (PUT semantics: absent means cleared)."""
     for key, value in columns.items():
         setattr(member, key, value)
-    current = [(e.value, e.type, e.primary, e.display) for e in member.emails]
-    if [_email_tuple(e) for e in emails] != current:
+    wanted = [(e["value"], e["type"], e["primary"], e["display"]) for e in emails]
+    if wanted != [(e.value, e.type, e.primary, e.display) for e in member.emails]:
         member.emails = [MemberEmail(**e) for e in emails]
 
 
@@ -575,10 +569,20 @@ def create(session, connector, body: dict, now: datetime) -> Membership | NewUse
                 member = session.get(Membership, member_id)
     if member is None:
         active = True if resource.active is None else resource.active
-        new = NewRow(account_id, columns, emails, active, email, now)
-        return _insert_new(session, new, verified, person_id, account_name)
+        return _insert_new(
+            session,
+            account_id,
+            columns,
+            emails,
+            email,
+            active,
+            now,
+            verified=verified,
+            person_id=person_id,
+            account_name=account_name,
+        )
     with session.no_autoflush:
-        _write_attributes(member, resource)
+        _write_attributes(member, columns, emails)
         member.email = email
         member.scim_id = str(uuid.uuid4())
         member.source = "scim"
@@ -596,19 +600,19 @@ class NewUser(SimpleNamespace):
     created_now = True
 
 
-@dataclass
-class NewRow:
-    """What a create writes for a new member, before anything is written."""
-
-    account_id: int
-    columns: dict
-    emails: list[dict]
-    active: bool
-    email: str | None
-    now: datetime
-
-
-def _insert_new(session, new: NewRow, verified: bool, person_id, account_name) -> NewUser:
+def _insert_new(
+    session,
+    account_id: int,
+    columns: dict,
+    emails: list[dict],
+    email: str | None,
+    active: bool,
+    now: datetime,
+    *,
+    verified: bool,
+    person_id: int | None,
+    account_name: str | None,
+) -> NewUser:
     """A new member, written with Core INSERTs: on this hot path (an IdP creating
     thousands of users) the ORM's unit of work cost more than the statements.
 
@@ -616,58 +620,54 @@ def _insert_new(session, new: NewRow, verified: bool, person_id, account_name) -
     to back: SQLite's write lock is held from the first write to the commit, and every
     other create in every process waits for it."""
     row = {
-        **new.columns,
-        "account_id": new.account_id,
+        **columns,
+        "account_id": account_id,
         "scim_id": str(uuid.uuid4()),
         "source": "scim",
         "role": "member",
-        "email": text(new.email, "email"),
+        "email": text(email, "email"),
         "user_id": person_id if verified else None,
         "invitation_token_hash": None,
         "invited_at": None,
         # The seat is taken last, after the inserts: on PostgreSQL its UPDATE locks the
         # account row until the commit, and every concurrent create queues on that row.
         # The membership goes in holding it; no seat left rolls it all back (403).
-        "active": new.active,
-        "licensed": new.active,
+        "active": active,
+        "licensed": active,
         "version": 1,
-        "created_at": new.now,
-        "updated_at": new.now,
+        "created_at": now,
+        "updated_at": now,
     }
     row.update(search_columns(row))  # no ORM event fires for a Core INSERT
     invitation = person = None
-    if new.email is not None and not verified:
+    if email is not None and not verified:
         token, row["invitation_token_hash"] = _invitation_token()
-        row["invited_at"] = new.now
+        row["invited_at"] = now
         invitation = outbox.message(**_invitation(row["email"], token, account_name))
-    elif new.email is not None and person_id is None:
-        person = _new_person(row["display_name"], new.email, new.now)
+    elif email is not None and person_id is None:
+        person = _new_person(row["display_name"], email, now)
 
     # The writes.
     if person is not None:
         row["user_id"] = execute(session, _INSERT_PERSON, person).scalar_one()
     member_id = execute(session, _INSERT_MEMBER, row).scalar_one()
-    if new.emails:
-        execute(session, _INSERT_EMAILS, [dict(e, membership_id=member_id) for e in new.emails])
+    if emails:
+        execute(session, _INSERT_EMAILS, [dict(e, membership_id=member_id) for e in emails])
     if person is not None:
-        outbox.enqueue_welcome(session, row["user_id"], new.email, account_name, new.now)
+        outbox.enqueue_welcome(session, row["user_id"], email, account_name, now)
     elif invitation is not None:
         outbox.add(session, invitation)
-    if new.active and not seats.take_for_new(session, new.account_id):
+    if active and not seats.take_for_new(session, account_id):
         raise _licence_limit()
-    return NewUser(id=member_id, emails=[SimpleNamespace(**e) for e in new.emails], **row)
+    return NewUser(id=member_id, emails=[SimpleNamespace(**e) for e in emails], **row)
 
 
 def _apply(session, connector, member: Membership, resource, now: datetime) -> None:
     """Write a whole resource (PUT, or the result of a PATCH) onto `member`."""
+    columns, emails = _stored(resource)
     with session.no_autoflush:
-        _write_attributes(member, resource)
-        _check_unique(
-            session,
-            member.account_id,
-            {k: getattr(member, k) for k in ("user_name", "user_name_key", "external_id")},
-            member.id,
-        )
+        _write_attributes(member, columns, emails)
+        _check_unique(session, member.account_id, columns, member.id)
         pending = _change_email(session, member, member_email(resource), now)
         if resource.active is not None and resource.active != member.active:
             set_active(session, member, resource.active)

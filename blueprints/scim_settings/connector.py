@@ -351,10 +351,14 @@ class Authentication:
     reason: str | None  # None when accepted; else unknown|disabled|expired|missing
 
 
+def _caller(row) -> Caller:
+    return Caller(row.id, row.account_id, row.public_id, row.expires_at)
+
+
 def find_caller(session, public_id: str) -> Caller | None:
     """The connector `public_id` names, for the request log of a refused request."""
     row = execute(session, _CALLER, {"public_id": public_id}).first()
-    return None if row is None else Caller(row.id, row.account_id, row.public_id, row.expires_at)
+    return None if row is None else _caller(row)
 
 
 def authenticate(
@@ -384,7 +388,7 @@ def authenticate(
         return Authentication(None, "disabled")
     if not (current or previous):
         return Authentication(None, "unknown")
-    caller = Caller(row.id, row.account_id, row.public_id, row.expires_at)
+    caller = _caller(row)
     if row.expires_at is not None and now >= row.expires_at:
         return Authentication(caller, "expired")
     # Bounded writes: last-used to the minute is what the page shows. Committed with the
