@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import db
@@ -88,8 +89,9 @@ class Membership(db.Model):
     """A user in an account, with a role and where the membership came from.
 
     It is also the SCIM User resource (SPEC F5) once an IdP has provisioned it
-    (`source == "scim"`): `scim_id` is the resource id, and the columns below hold the
-    attributes we store, each filterable in SQL (blueprints.scim_api.filters). `user_id`
+    (`source == "scim"`): `scim_id` is the resource id, `scim_resource` the whole resource
+    as written, and the columns copy what is looked up often (blueprints.scim_api.filters
+    compiles filters on either to SQL). `user_id`
     is empty while the member has no email we may join on (no email yet, or an invitation
     not accepted). `version` is the ETag (optimistic locking: a concurrent write fails).
     """
@@ -102,6 +104,7 @@ class Membership(db.Model):
         # The Members page sorts by email or name (SPEC F6: fast at 100,000 members).
         Index("ix_membership_account_email", "account_id", "email", "id"),
         Index("ix_membership_account_sort_name", "account_id", "sort_name"),
+        Index("ix_membership_account_display_name_key", "account_id", "display_name_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -114,27 +117,23 @@ class Membership(db.Model):
     source: Mapped[str] = mapped_column(String(20), default="manual")  # scim|manual
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     licensed: Mapped[bool] = mapped_column(Boolean, default=True)  # holds a seat
+    # The SCIM User resource (RFC 7643 §4.1 and the enterprise extension §4.3) as the IdP
+    # wrote it, as scim2-models validates and normalises it: every attribute but the id,
+    # meta, groups (ours) and password (never stored). Rendered as is, with the live
+    # `active`; what the API looks up often is also in the columns below, with indexes.
+    scim_resource: Mapped[dict | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    )
     external_id: Mapped[str | None] = mapped_column(String(512))
-    # SCIM attributes (RFC 7643 §4.1 and the enterprise extension §4.3).
     user_name: Mapped[str | None] = mapped_column(String(512))
     user_name_key: Mapped[str | None] = mapped_column(String(512))  # NFC, lower case
     # SCIM: primary > work > first email. Manual members: their person's email, copied
     # when the membership is made, so the Members page searches and sorts one column.
     email: Mapped[str | None] = mapped_column(String(512))
     display_name: Mapped[str | None] = mapped_column(String(512))
-    formatted_name: Mapped[str | None] = mapped_column(String(512))
+    display_name_key: Mapped[str | None] = mapped_column(String(512))  # `displayName eq`
     given_name: Mapped[str | None] = mapped_column(String(512))
     family_name: Mapped[str | None] = mapped_column(String(512))
-    middle_name: Mapped[str | None] = mapped_column(String(512))
-    honorific_prefix: Mapped[str | None] = mapped_column(String(512))
-    honorific_suffix: Mapped[str | None] = mapped_column(String(512))
-    title: Mapped[str | None] = mapped_column(String(512))
-    employee_number: Mapped[str | None] = mapped_column(String(512))
-    cost_center: Mapped[str | None] = mapped_column(String(512))
-    organization: Mapped[str | None] = mapped_column(String(512))
-    division: Mapped[str | None] = mapped_column(String(512))
-    department: Mapped[str | None] = mapped_column(String(512))
-    manager_id: Mapped[str | None] = mapped_column(String(512))  # manager.value
     # Outside the verified domains nobody is joined silently: an invitation (SPEC F5).
     invitation_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -262,6 +261,8 @@ class TeamMember(db.Model):
     membership_id: Mapped[int] = mapped_column(
         ForeignKey("membership.id", ondelete="CASCADE"), primary_key=True
     )
+    # `members[].display` as the IdP wrote it (Okta sends the user's email there).
+    display: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -184,8 +184,19 @@ def seed(db, account_id: int, n: int, chunk: int, rng: random.Random) -> dict:
                     "email": email,
                     # Manual members get their person's name copied, as the app does.
                     "display_name": f"{given} {family} {i}",
+                    "display_name_key": f"{given} {family} {i}".lower() if scim else None,
                     "given_name": given if scim else None,
                     "family_name": family if scim else None,
+                    "scim_resource": {
+                        "externalId": f"00u{i:09d}",
+                        "userName": email,
+                        "name": {"givenName": given, "familyName": family},
+                        "displayName": f"{given} {family} {i}",
+                        "active": not deactivated,
+                        "emails": [{"value": email, "type": "work", "primary": True}],
+                    }
+                    if scim
+                    else None,
                     "invitation_token_hash": hashlib.sha256(f"invite-{i}".encode()).hexdigest()
                     if kind == "invited"
                     else None,

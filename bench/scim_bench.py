@@ -453,8 +453,18 @@ def seed_direct(scim: Scim, directory: Directory, n: int, app_dir: Path, chunk: 
                         "user_name_key": fold(p["user_name"]),
                         "email": p["user_name"],
                         "display_name": f"{p['given']} {p['family']}",
+                        "display_name_key": fold(f"{p['given']} {p['family']}"),
                         "given_name": p["given"],
                         "family_name": p["family"],
+                        # The resource as a SCIM create stores it.
+                        "scim_resource": {
+                            "externalId": p["external_id"],
+                            "userName": p["user_name"],
+                            "name": {"givenName": p["given"], "familyName": p["family"]},
+                            "displayName": f"{p['given']} {p['family']}",
+                            "active": True,
+                            "emails": [{"value": p["user_name"], "type": "work", "primary": True}],
+                        },
                         # The Members page's search columns, as refresh_search writes them.
                         "search_key": search_fold(
                             f"{p['user_name']}\n{p['given']} {p['family']}\n{p['user_name']}"

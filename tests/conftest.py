@@ -12,11 +12,13 @@ import re
 import secrets
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests import factories
 
@@ -230,3 +232,26 @@ def smtp_server(app):
         yield handler
     finally:
         controller.stop()
+
+
+class QuietHandler(WSGIRequestHandler):
+    """No access log line per request (the test output is for failures)."""
+
+    def log_request(self, code="-", size="-") -> None:
+        pass
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[str]:
+    """The app on 127.0.0.1 and a free port, in a thread (its own database sessions: what
+    a test sets up must be committed); yields its base URL, which is also BASE_URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

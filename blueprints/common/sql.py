@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import Executable, Table
+from sqlalchemy import Boolean, Executable, String, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 
 def execute(session, statement: Executable, params: dict | list | None = None):
@@ -36,3 +40,103 @@ def insert_or_ignore(session, table: Table, values: dict, key: list[str]) -> boo
     inserted: the rowcount of such an insert is not reliable (psycopg reports none)."""
     statement = _insert_or_ignore(session.get_bind().dialect.name, table, tuple(key))
     return execute(session, statement, values).first() is not None
+
+
+# --- JSON documents (SCIM attributes kept in `membership.scim_resource`) ----------------
+# A single value inside a document is SQLAlchemy's own JSON indexing (`column[path]`,
+# JSON_EXTRACT on SQLite, `#>>` on PostgreSQL). What it has no word for is the rows of an
+# array inside a document, which a filter on a multi-valued attribute (phoneNumbers,
+# roles…) needs as an EXISTS over its elements: json_each() on SQLite,
+# jsonb_array_elements() on PostgreSQL.
+
+
+class json_elements(FunctionElement):
+    """The elements of the array under top-level `key` of a JSON document, as rows with a
+    `value` column: `json_elements(doc, "phoneNumbers").table_valued("value")`. `key` is a
+    schema name (letters and digits), never a client's string."""
+
+    name = "json_elements"
+    inherit_cache = True
+    _traverse_internals = [
+        *FunctionElement._traverse_internals,
+        ("key", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, document, key: str):
+        if not key.isalnum():
+            raise ValueError(f"not an attribute name: {key!r}")
+        self.key = key
+        super().__init__(document)
+
+
+@compiles(json_elements, "sqlite")
+def _json_elements_sqlite(element, compiler, **kw):
+    (document,) = element.clauses
+    return f"json_each({compiler.process(document, **kw)}, '$.\"{element.key}\"')"
+
+
+@compiles(json_elements, "postgresql")
+def _json_elements_postgresql(element, compiler, **kw):
+    (document,) = element.clauses
+    # A document always holds an array there (the schema says so); CASE keeps a stray
+    # scalar from failing the whole query ("cannot extract elements from a scalar").
+    value = f"({compiler.process(document, **kw)} -> '{element.key}')"
+    return f"jsonb_array_elements(CASE WHEN jsonb_typeof({value}) = 'array' THEN {value} END)"
+
+
+class json_field(ColumnElement):
+    """Member `key` of the JSON object `source` (an element from `json_elements`), as
+    text, or as a boolean when `type_` is Boolean."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("source", InternalTraversal.dp_clauseelement),
+        ("key", InternalTraversal.dp_string),
+        ("type", InternalTraversal.dp_type),
+    ]
+
+    def __init__(self, source, key: str, type_=None):
+        if not key.replace("$", "").isalnum():
+            raise ValueError(f"not an attribute name: {key!r}")
+        self.source = source
+        self.key = key
+        self.type = type_ if type_ is not None else String()
+
+
+@compiles(json_field, "sqlite")
+def _json_field_sqlite(element, compiler, **kw):
+    # JSON true/false come back as 1/0, which is how SQLite binds a boolean.
+    return f"json_extract({compiler.process(element.source, **kw)}, '$.\"{element.key}\"')"
+
+
+@compiles(json_field, "postgresql")
+def _json_field_postgresql(element, compiler, **kw):
+    text = f"({compiler.process(element.source, **kw)} ->> '{element.key}')"
+    return f"CAST({text} AS BOOLEAN)" if isinstance(element.type, Boolean) else text
+
+
+def _dialect_insert(session):
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def upsert_rows(
+    session, table: Table, rows: list[dict], key: list[str], update: dict | None = None, where=None
+) -> int:
+    """INSERT … ON CONFLICT (key) DO NOTHING, or DO UPDATE SET `update` WHERE `where`, in
+    multi-row statements (`update` and `where` are callables of the `excluded` row).
+    Returns how many rows went in or were changed (RETURNING counts them: the rowcount of
+    such a statement is not reliable on psycopg)."""
+    changed = 0
+    for start in range(0, len(rows), 500):
+        statement = _dialect_insert(session)(table).values(rows[start : start + 500])
+        if update is None:
+            statement = statement.on_conflict_do_nothing(index_elements=key)
+        else:
+            statement = statement.on_conflict_do_update(
+                index_elements=key,
+                set_=update(statement.excluded),
+                where=where(statement.excluded) if where is not None else None,
+            )
+        first_pk = next(iter(table.primary_key.columns))
+        changed += len(execute(session, statement.returning(first_pk)).all())
+    return changed

@@ -84,7 +84,7 @@ class _Window:
 
 _INSERT_LOG = insert(ScimRequestLog.__table__)
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_SEARCH = "scim_api.search_resources"  # POST /.search only reads
+_SEARCHES = frozenset({"scim_api.search_resources", "scim_api.search_all"})  # POST, reads
 _GATES: dict[int, threading.BoundedSemaphore] = {}
 _GATES_LOCK = threading.Lock()
 
@@ -145,7 +145,7 @@ def install(bp: Blueprint) -> None:
             )
         # A write's turn comes before its first statement: the bearer check may write
         # (last used), and no thread may hold the database's write lock while it waits.
-        writes = request.method in _WRITE_METHODS and request.endpoint != _SEARCH
+        writes = request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
         if writes and not _enter_writers(cfg):
             return error_response(
                 503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
@@ -234,7 +234,7 @@ def finish(status: int):
 
 def _add_log_row(connector: connectors.Caller, status: int) -> None:
     resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
-    detail = g.get("scim_error_detail")
+    detail = g.get("scim_error_detail") or g.get("scim_log_note")
     # A Core INSERT: the row is never read back in this request, so the ORM's unit of
     # work (identity map, flush ordering) would be pure overhead on every SCIM call.
     execute(

@@ -13,8 +13,13 @@ bound parameters. Nothing is evaluated in Python and no row is loaded to decide 
 - Multi-valued attributes (emails, groups, members) become EXISTS subqueries; `ne` on
   them means "no value equals" (scim2-models' reading), a value path
   `emails[type eq "work" and value co "@x"]` is one EXISTS with the inner filter.
-- An attribute we don't store, an operator that makes no sense for the type (`gt` on a
-  boolean, `co` on a date), or a value of the wrong type is a 400 invalidFilter.
+- A User attribute without a column of its own (nickName, title, locale, the enterprise
+  attributes, phoneNumbers, addresses…) is read from the stored resource document:
+  SQLAlchemy's JSON indexing for a single value, an EXISTS over the array's elements
+  (blueprints.common.sql.json_elements) for a multi-valued one. Still SQL, on both
+  databases; only userName, externalId, displayName and emails.value have indexes.
+- An operator that makes no sense for the type (`gt` on a boolean, `co` on a date), or a
+  value of the wrong type is a 400 invalidFilter; so is an attribute no schema declares.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from scim2_models import InvalidFilterException, InvalidValueException, Path, ScimFilter
+from pydantic import BaseModel
+from scim2_models import CaseExact, InvalidFilterException, InvalidValueException, Path, ScimFilter
 from scim2_models.path import (
     AttrPath,
     CompareOperator,
@@ -37,9 +43,10 @@ from scim2_models.path import (
     Present,
     ValuePath,
 )
-from sqlalchemy import and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import Boolean, and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
+from blueprints.common.sql import json_elements, json_field
 from blueprints.scim_api.schemas import CORE_GROUP, CORE_USER, ENTERPRISE, POLICY
 from models import MemberEmail, Membership, Team, TeamMember
 
@@ -87,6 +94,29 @@ class Mapping:
     columns: dict[str, Column]
     multi: dict[str, MultiValued] = field(default_factory=dict)
     default_order: Any = None
+    # The JSON column holding every other attribute of the resource (Users only).
+    document: Any = None
+
+    def column(self, binding) -> Column | None:
+        """The column of a single-valued attribute: its own, else its place in the
+        resource document, else None (nothing stores it)."""
+        found = self.columns.get(binding.urn.lower())
+        if found is not None or self.document is None:
+            return found
+        path = document_path(binding.urn)
+        if path is None:
+            return None
+        if binding.target_type is bool:
+            return Column(self.document[path].as_boolean(), "boolean")
+        return Column(self.document[path].as_string(), case_exact=binding.case_exact)
+
+    def multi_valued(self, binding) -> MultiValued | None:
+        """How a multi-valued attribute is stored: its own table, else the array in the
+        resource document."""
+        found = self.multi.get(binding.field_name)
+        if found is not None or self.document is None:
+            return found
+        return _document_multi(self.document, binding)
 
 
 def _meta(prefix: str, created, modified, resource_type: str) -> dict[str, Column]:
@@ -97,10 +127,64 @@ def _meta(prefix: str, created, modified, resource_type: str) -> dict[str, Colum
     }
 
 
+def document_path(urn: str) -> tuple[str, ...] | None:
+    """Where the attribute named by its full URN (as scim2-models binds it, canonical
+    case) sits in a stored User document: core attributes at the top, the enterprise
+    extension under its URN. `name.givenName` -> ("name", "givenName")."""
+    for schema, prefix in ((ENTERPRISE, (ENTERPRISE,)), (CORE_USER, ())):
+        if urn.lower().startswith(schema.lower() + ":"):
+            path = (*prefix, *urn[len(schema) + 1 :].split("."))
+            return None if path[0] in NOT_IN_DOCUMENT else path
+    return None
+
+
+# Attributes a User has that its stored document doesn't: ours (id, meta, groups), and
+# the password, which is never stored.
+NOT_IN_DOCUMENT = frozenset({"id", "meta", "groups", "password", "schemas"})
+
+
+def _alias(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].serialization_alias or _scim_name(name, lower=False)
+
+
+_DOCUMENT_MULTI: dict[str, MultiValued] = {}
+
+
+def _document_multi(document, binding) -> MultiValued | None:
+    """A multi-valued complex attribute kept in the document (phoneNumbers, addresses,
+    roles…): an EXISTS over the elements of its array, each sub-attribute a member of
+    the element."""
+    model = binding.field_type
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    path = document_path(binding.urn)
+    if path is None or path[0] == ENTERPRISE:
+        return None
+    key = path[0]
+    if key in _DOCUMENT_MULTI:
+        return _DOCUMENT_MULTI[key]
+    elements = json_elements(document, key).table_valued("value").alias(f"e_{key}")
+    subs = {}
+    for name in model.model_fields:
+        alias = _alias(model, name)
+        is_bool = model.model_fields[name].annotation in (bool, bool | None)
+        subs[alias.lower()] = Column(
+            json_field(elements.c.value, alias, Boolean() if is_bool else None),
+            "boolean" if is_bool else "string",
+            case_exact=model.get_field_annotation(name, CaseExact) == CaseExact.true,
+        )
+    found = MultiValued(
+        exists=lambda where: select(1).select_from(elements).where(where).exists(),
+        subs=subs,
+    )
+    _DOCUMENT_MULTI[key] = found
+    return found
+
+
 def _user_mapping() -> Mapping:
     from blueprints.scim_api.schemas import UserResource
 
-    core, ent = CORE_USER.lower(), ENTERPRISE.lower()
+    core = CORE_USER.lower()
     email = MemberEmail
     primary_email = (
         select(email.value_key)
@@ -115,21 +199,10 @@ def _user_mapping() -> Mapping:
             f"{core}:id": Column(Membership.scim_id, case_exact=True),
             f"{core}:externalid": Column(Membership.external_id, case_exact=True),
             f"{core}:username": Column(Membership.user_name_key, "key"),
-            f"{core}:displayname": Column(Membership.display_name),
-            f"{core}:title": Column(Membership.title),
+            f"{core}:displayname": Column(Membership.display_name_key, "key"),
             f"{core}:active": Column(Membership.active, "boolean"),
-            f"{core}:name.formatted": Column(Membership.formatted_name),
             f"{core}:name.givenname": Column(Membership.given_name),
             f"{core}:name.familyname": Column(Membership.family_name),
-            f"{core}:name.middlename": Column(Membership.middle_name),
-            f"{core}:name.honorificprefix": Column(Membership.honorific_prefix),
-            f"{core}:name.honorificsuffix": Column(Membership.honorific_suffix),
-            f"{ent}:employeenumber": Column(Membership.employee_number),
-            f"{ent}:costcenter": Column(Membership.cost_center),
-            f"{ent}:organization": Column(Membership.organization),
-            f"{ent}:division": Column(Membership.division),
-            f"{ent}:department": Column(Membership.department),
-            f"{ent}:manager.value": Column(Membership.manager_id, case_exact=True),
             **_meta(core, Membership.created_at, Membership.updated_at, "User"),
         },
         multi={
@@ -161,6 +234,7 @@ def _user_mapping() -> Mapping:
             ),
         },
         default_order=Membership.id,
+        document=Membership.scim_resource,
     )
 
 
@@ -186,7 +260,7 @@ def _group_mapping() -> Mapping:
                 ),
                 subs={
                     "value": Column(Membership.scim_id, case_exact=True),
-                    "display": Column(Membership.display_name),
+                    "display": Column(TeamMember.display),
                     "type": Column("User", "constant"),
                 },
             )
@@ -324,40 +398,48 @@ class _Logic(FilterVisitor[ColumnElement]):
 class _Compiler(_Logic):
     """A resource-level filter to a WHERE clause."""
 
-    def __init__(self, mapping: Mapping, scim_filter: ScimFilter):
+    def __init__(self, mapping: Mapping, scim_filter: ScimFilter, lenient: bool = False):
         self.mapping = mapping
         self.filter = scim_filter
+        self.lenient = lenient
 
     def _bind(self, attr_path: AttrPath, comparison: bool):
+        """The attribute `attr_path` names, or None when the resource type has no such
+        attribute and the filter is `lenient` (a search across resource types, where
+        RFC 7644 §3.4.2.1 has such a comparison evaluate to false)."""
         resolve = self.filter.resolve_comparison if comparison else self.filter.resolve
         try:
             binding = resolve(attr_path, strict=True)
         except InvalidFilterException:
+            if self.lenient:
+                return None
             raise
         except Exception:
             binding = None
-        if binding is None:
+        if binding is None and not self.lenient:
             raise InvalidFilterException(detail=f"There is no attribute {attr_path} to filter on.")
         return binding
 
-    def _column(self, attr_path: AttrPath, comparison: bool):
+    def _column(self, binding, attr_path: AttrPath):
         """(Column, None) for a single-valued attribute, (Column, MultiValued) otherwise."""
-        binding = self._bind(attr_path, comparison)
         if binding.is_multivalued:
-            multi = self.mapping.multi.get(binding.field_name)
+            multi = self.mapping.multi_valued(binding)
             sub = binding.sub_field_name
             name = _scim_name(sub) if sub else "value"
             column = multi.subs.get(name) if multi else None
             if column is None:
                 raise InvalidFilterException(detail=f"Filtering on {attr_path} is not supported.")
             return column, multi
-        column = self.mapping.columns.get(binding.urn.lower())
+        column = self.mapping.column(binding)
         if column is None:
             raise InvalidFilterException(detail=f"Filtering on {attr_path} is not supported.")
         return column, None
 
     def visit_comparison(self, node: Comparison) -> ColumnElement:
-        column, multi = self._column(node.attr_path, comparison=True)
+        binding = self._bind(node.attr_path, comparison=True)
+        if binding is None:
+            return false()
+        column, multi = self._column(binding, node.attr_path)
         where = str(node.attr_path)
         if multi is None:
             return compare(column, node.op, node.value, where)
@@ -367,17 +449,21 @@ class _Compiler(_Logic):
 
     def visit_present(self, node: Present) -> ColumnElement:
         binding = self._bind(node.attr_path, comparison=False)
+        if binding is None:
+            return false()
         if binding.is_multivalued and binding.sub_field_name is None:
-            multi = self.mapping.multi.get(binding.field_name)
+            multi = self.mapping.multi_valued(binding)
             if multi is None:
                 raise _bad(f"Filtering on {node.attr_path} is not supported.")
             return multi.exists(true())
-        column, multi = self._column(node.attr_path, comparison=False)
+        column, multi = self._column(binding, node.attr_path)
         return present(column) if multi is None else multi.exists(present(column))
 
     def visit_value_path(self, node: ValuePath) -> ColumnElement:
         binding = self._bind(node.attr_path, comparison=False)
-        multi = self.mapping.multi.get(binding.field_name) if binding.is_multivalued else None
+        if binding is None:
+            return false()
+        multi = self.mapping.multi_valued(binding) if binding.is_multivalued else None
         if multi is None:
             raise InvalidFilterException(
                 detail=f"{node.attr_path} is not a multi-valued attribute we can select values of."
@@ -416,14 +502,17 @@ def compile_values(multi: MultiValued, node: FilterNode, parent: str) -> ColumnE
     return _ValueCompiler(multi, parent).visit(node)
 
 
-def _scim_name(field_name: str) -> str:
-    """emails' Python field names are the SCIM names, but camelCase where they differ."""
+def _scim_name(field_name: str, lower: bool = True) -> str:
+    """A Python field name as its SCIM attribute name (camelCase), lower case unless
+    asked otherwise."""
     head, *rest = field_name.split("_")
-    return (head + "".join(part.title() for part in rest)).lower()
+    name = head + "".join(part.title() for part in rest)
+    return name.lower() if lower else name
 
 
-def where_clause(kind: str, scim_filter: ScimFilter | None) -> ColumnElement:
-    """The WHERE clause for a parsed filter on "User" or "Group" resources."""
+def where_clause(kind: str, scim_filter: ScimFilter | None, lenient: bool = False) -> ColumnElement:
+    """The WHERE clause for a parsed filter on "User" or "Group" resources; `lenient`
+    for a search across resource types (attributes of the other type match nothing)."""
     if scim_filter is None:
         return true()
     try:
@@ -432,34 +521,46 @@ def where_clause(kind: str, scim_filter: ScimFilter | None) -> ColumnElement:
         raise
     except Exception as exc:  # a parser error of another kind is still a bad filter
         raise InvalidFilterException(detail=f"The filter is not valid: {exc}") from None
-    return _Compiler(mapping(kind), scim_filter).visit(node)
+    return _Compiler(mapping(kind), scim_filter, lenient).visit(node)
 
 
-def order_by(kind: str, sort_by: Path | None, descending: bool) -> list:
-    """ORDER BY for sortBy/sortOrder, then the id so that pages are stable; resources
-    without the sorted attribute come last in ascending order (RFC 7644 §3.4.2.3)."""
+def sort_key(kind: str, sort_by: Path, lenient: bool = False):
+    """What sortBy orders `kind` by (RFC 7644 §3.4.2.3: a multi-valued attribute by its
+    primary, else first, value); with `lenient`, None when `kind` has no such attribute
+    (a search across resource types)."""
     m = mapping(kind)
-    if sort_by is None:
-        return [m.default_order]
     try:
         binding = sort_by.resolve()
     except Exception:
         binding = None
     if binding is None:
+        if lenient:
+            return None
         raise InvalidValueException(detail=f"There is no attribute {sort_by} to sort by.")
     if binding.is_multivalued:
-        multi = m.multi.get(binding.field_name)
+        multi = m.multi_valued(binding)
         # multi.sort is the primary (else first) *value*: `emails.type` or `emails.display`
         # used to sort silently by the email address instead.
         if multi is None or multi.sort is None or binding.sub_field_name not in (None, "value"):
             raise InvalidValueException(detail=f"Sorting by {sort_by} is not supported.")
-        expr = multi.sort
-    else:
-        column = m.columns.get(binding.urn.lower())
-        if column is None or column.kind == "constant":
-            raise InvalidValueException(detail=f"Sorting by {sort_by} is not supported.")
-        expr = column.expr
-        if column.kind == "string" and not column.case_exact:
-            expr = func.lower(expr)
-    ordered = expr.desc().nulls_first() if descending else expr.asc().nulls_last()
-    return [ordered, m.default_order.desc() if descending else m.default_order]
+        return multi.sort
+    column = m.column(binding)
+    if column is None or column.kind == "constant":
+        raise InvalidValueException(detail=f"Sorting by {sort_by} is not supported.")
+    if column.kind == "string" and not column.case_exact:
+        return func.lower(column.expr)
+    return column.expr
+
+
+def ordered(expr, descending: bool):
+    """Resources without the sorted attribute come last in ascending order."""
+    return expr.desc().nulls_first() if descending else expr.asc().nulls_last()
+
+
+def order_by(kind: str, sort_by: Path | None, descending: bool) -> list:
+    """ORDER BY for sortBy/sortOrder, then the id so that pages are stable."""
+    m = mapping(kind)
+    if sort_by is None:
+        return [m.default_order]
+    expr = sort_key(kind, sort_by)
+    return [ordered(expr, descending), m.default_order.desc() if descending else m.default_order]

@@ -1,9 +1,15 @@
 """SCIM Groups (SPEC F5): the account's teams.
 
-Membership changes are single-row INSERTs and DELETEs on `team_member`, never a
-read-modify-write of the member list, so concurrent PATCHes adding members (Entra ID sends
-them in parallel) lose none, and adding one member to a team of 50,000 costs what adding
-one to a team of 10 does. The team's version is bumped in SQL (`version + 1`).
+Membership changes are INSERTs (one multi-row statement per operation) and DELETEs on
+`team_member`, never a read-modify-write of the member list, so concurrent PATCHes adding
+members (Entra ID sends them in parallel) lose none, and adding one member to a team of
+50,000 costs what adding one to a team of 10 does. The team's version is bumped in SQL
+(`version + 1`).
+
+A member id the account doesn't know (a user not provisioned yet, another account's, a
+nested group) never fails the write: the known members are applied, the unknown ones are
+skipped and named in the SCIM request log (SPEC F5), so one stray id doesn't stop an IdP
+from syncing the group for everyone else. `members[].display` is kept as the IdP wrote it.
 
 PATCH operations on `members` (every path form: `members`, `members[value eq "…"]`, the
 URN-prefixed one, path-less `{"members": [...]}`, removal by a value list) are turned into
@@ -28,13 +34,15 @@ from scim2_models import (
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from blueprints.common.sql import insert_or_ignore
+from blueprints.common.sql import upsert_rows
 from blueprints.scim_api import filters
 from blueprints.scim_api.resources import (
     check_if_match,
     etag,
     list_response,
     page,
+    refuse_unknown_patch_schemas,
+    refuse_unknown_schemas,
     render,
     storable,
     text,
@@ -47,6 +55,7 @@ from blueprints.scim_api.schemas import CORE_GROUP, PROVIDER, Group
 from models import Membership, Team, TeamMember
 
 MEMBERS = "members"
+GROUP_SCHEMAS = (CORE_GROUP,)
 
 
 def get(session, account_id: int, scim_id: str) -> Team:
@@ -66,16 +75,12 @@ def get(session, account_id: int, scim_id: str) -> Team:
 
 
 def members_of(session, team_ids: list[int]) -> dict[int, list[tuple[str, str | None]]]:
-    """Each team's members as (user id, display), streamed from one query."""
+    """Each team's members as (user id, display as written), streamed from one query."""
     found: dict[int, list[tuple[str, str | None]]] = {team_id: [] for team_id in team_ids}
     if not team_ids:
         return found
     rows = session.execute(
-        select(
-            TeamMember.team_id,
-            Membership.scim_id,
-            func.coalesce(Membership.display_name, Membership.user_name),
-        )
+        select(TeamMember.team_id, Membership.scim_id, TeamMember.display)
         .join(Membership, Membership.id == TeamMember.membership_id)
         .where(TeamMember.team_id.in_(team_ids), Membership.scim_id.is_not(None))
         .order_by(TeamMember.team_id, Membership.id)
@@ -94,6 +99,8 @@ def payload(team: Team, members: list[tuple[str, str | None]] | None, base: str)
         "displayName": team.display_name,
         "members": [
             {"value": scim_id, "$ref": f"{base}/Users/{scim_id}", "type": "User", "display": d}
+            if d is not None
+            else {"value": scim_id, "$ref": f"{base}/Users/{scim_id}", "type": "User"}
             for scim_id, d in members or ()
         ]
         or None,
@@ -157,58 +164,82 @@ def _check_unique(session, team: Team) -> None:
         raise UniquenessException(detail=f"A group with externalId {team.external_id!r} exists.")
 
 
-def _member_values(value, where: str) -> list[str]:
-    """The user ids in a `members` value: a list of {"value": id} (or one of them)."""
+def _member_values(value, where: str) -> list[tuple[str, str | None, str | None]]:
+    """The members in a `members` value: a list of {"value": id, "display"?, "type"?}
+    (or one of them), as (id, display, type)."""
     items = value if isinstance(value, list) else [value]
-    ids = []
+    members = []
     for item in items:
-        if isinstance(item, dict):
-            lowered = {str(k).lower(): v for k, v in item.items()}
-            member_id = lowered.get("value")
-        else:
-            member_id = None
+        lowered = {str(k).lower(): v for k, v in item.items()} if isinstance(item, dict) else {}
+        member_id = lowered.get("value")
         if not isinstance(member_id, str) or not member_id.strip():
             raise InvalidValueException(
                 detail=f"{where}: each member is an object with the user's id as 'value'."
             )
-        ids.append(storable(member_id.strip(), "A member's 'value'"))
-    return ids
+        display, kind = lowered.get("display"), lowered.get("type")
+        if display is not None and not isinstance(display, str):
+            raise InvalidValueException(detail=f"{where}: a member's 'display' is a string.")
+        members.append(
+            (
+                storable(member_id.strip(), "A member's 'value'"),
+                text(display, "A member's 'display'"),
+                kind if isinstance(kind, str) else None,
+            )
+        )
+    return members
 
 
-def _resolve_members(session, account_id: int, ids: list[str]) -> list[int]:
-    """Membership row ids for user ids of this account; an unknown id is a 400."""
-    if not ids:
-        return []
-    wanted = list(dict.fromkeys(storable(i, "A member's 'value'") for i in ids))
+def _resolve_members(session, account_id: int, members) -> tuple[list[dict], list[str]]:
+    """The rows for the members that are users of this account, and the ids of those
+    that are not (skipped: RFC 7644 allows no partial failure of one operation, but
+    failing the whole group write over one stray id stops an IdP from syncing the group
+    for everyone, which is worse). A member typed "Group" is skipped: teams don't nest."""
+    wanted: dict[str, str | None] = {}
+    skipped: list[str] = []
+    for member_id, display, kind in members:
+        if kind is not None and kind.lower() != "user":
+            skipped.append(member_id)
+        else:
+            wanted[member_id] = display
+    usable = [i for i in wanted if usable_id(i)]
     found = dict(
         session.execute(
             select(Membership.scim_id, Membership.id).where(
                 Membership.account_id == account_id,
                 Membership.source == "scim",
-                Membership.scim_id.in_(wanted),
+                Membership.scim_id.in_(usable),
             )
         ).all()
+        if usable
+        else []
     )
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise InvalidValueException(
-            detail=f"No user of this account has the id {missing[0]!r}; "
-            "provision the user before adding them to a group."
-        )
-    return [found[i] for i in wanted]
+    skipped += [i for i in wanted if i not in found]
+    rows = [{"membership_id": found[i], "display": d} for i, d in wanted.items() if i in found]
+    return rows, list(dict.fromkeys(skipped))
 
 
-def _add_members(session, team: Team, membership_ids: list[int], now: datetime) -> bool:
-    """True when someone was not a member yet."""
-    added = False
-    for membership_id in membership_ids:
-        added |= insert_or_ignore(
+def _add_members(session, team: Team, rows: list[dict], now: datetime, replace: bool) -> bool:
+    """Insert the members not in the team yet, and write the display of those who are
+    (on `add`, only a display that was sent); True when anything changed."""
+    if not rows:
+        return False
+    table = TeamMember.__table__
+
+    def changed_display(excluded):
+        differs = table.c.display.is_distinct_from(excluded.display)
+        return differs if replace else and_(excluded.display.is_not(None), differs)
+
+    return (
+        upsert_rows(
             session,
-            TeamMember.__table__,
-            {"team_id": team.id, "membership_id": membership_id, "created_at": now},
+            table,
+            [dict(r, team_id=team.id, created_at=now) for r in rows],
             ["team_id", "membership_id"],
+            update=lambda excluded: {"display": excluded.display},
+            where=changed_display,
         )
-    return added
+        > 0
+    )
 
 
 def _remove_members(session, team: Team, condition=None) -> bool:
@@ -234,7 +265,26 @@ def _bump(session, team: Team, now: datetime) -> None:
     set_committed_value(team, "updated_at", updated_at)
 
 
-def create(session, connector, body: dict, now: datetime) -> Team:
+def _listed(resource: Group) -> list[tuple[str, str | None, str | None]]:
+    """The members of a validated Group as (id, display, type)."""
+    return [
+        (storable(m.value, "A member's 'value'"), text(m.display, "A member's 'display'"), m.type)
+        for m in resource.members or []
+        if m.value
+    ]
+
+
+def _set_members(session, team: Team, rows: list[dict], now: datetime) -> bool:
+    """Make `rows` the team's whole member list (PUT, PATCH replace); True if it changed."""
+    keep = [r["membership_id"] for r in rows]
+    condition = TeamMember.membership_id.not_in(keep) if keep else None
+    removed = _remove_members(session, team, condition)
+    return _add_members(session, team, rows, now, replace=True) or removed
+
+
+def create(session, connector, body: dict, now: datetime) -> tuple[Team, list[str]]:
+    """POST /Groups: the team and its known members; returns it and the skipped ids."""
+    refuse_unknown_schemas(body, GROUP_SCHEMAS)
     resource = validate(Group, body, Context.RESOURCE_CREATION_REQUEST)
     team = Team(
         account_id=connector.account_id,
@@ -246,40 +296,36 @@ def create(session, connector, body: dict, now: datetime) -> Team:
     )
     _write_attributes(team, resource)
     _check_unique(session, team)
-    ids = [m.value for m in resource.members or [] if m.value]
-    membership_ids = _resolve_members(session, connector.account_id, ids)
+    rows, skipped = _resolve_members(session, connector.account_id, _listed(resource))
     session.add(team)
     session.flush()
-    _add_members(session, team, membership_ids, now)
-    return team
+    _add_members(session, team, rows, now, replace=True)
+    return team, skipped
 
 
-def replace(session, connector, scim_id: str, body: dict, now: datetime) -> Team:
+def replace(session, connector, scim_id: str, body: dict, now: datetime) -> tuple[Team, list[str]]:
     """PUT /Groups/<id>: the name, externalId and the whole member list."""
     team = get(session, connector.account_id, scim_id)
     check_if_match(team.version)
+    refuse_unknown_schemas(body, GROUP_SCHEMAS)
     resource = validate(Group, body, Context.RESOURCE_REPLACEMENT_REQUEST)
     _write_attributes(team, resource)
     _check_unique(session, team)
-    ids = [m.value for m in resource.members or [] if m.value]
-    membership_ids = _resolve_members(session, connector.account_id, ids)
+    rows, skipped = _resolve_members(session, connector.account_id, _listed(resource))
     session.flush()
-    if membership_ids:
-        _remove_members(session, team, TeamMember.membership_id.not_in(membership_ids))
-    else:
-        _remove_members(session, team)
-    _add_members(session, team, membership_ids, now)
+    _set_members(session, team, rows, now)
     _bump(session, team, now)
-    return team
+    return team, skipped
 
 
 def _targets_members(path) -> bool:
     return path is not None and path.parts and path.parts[0].lower() == MEMBERS
 
 
-def _members_op(session, team: Team, op: str, path, value, now: datetime) -> bool:
+def _members_op(session, team: Team, op: str, path, value, now: datetime, skipped: list) -> bool:
     """One PATCH operation on `members`; True when it changed the member list (adding a
-    member again or removing a non-member leaves the version as it is)."""
+    member again or removing a non-member leaves the version as it is). Unknown ids
+    are appended to `skipped`."""
     value_filter = path.value_filter if path is not None else None
     if path is not None and len(path.parts) > 1:
         raise MutabilityException(
@@ -289,12 +335,14 @@ def _members_op(session, team: Team, op: str, path, value, now: datetime) -> boo
         if value_filter is not None:
             multi = filters.mapping("Group").multi[MEMBERS]
             condition = filters.compile_values(multi, value_filter, MEMBERS)
-            matched = select(Membership.id).where(
-                Membership.account_id == team.account_id, condition
+            matched = (
+                select(TeamMember.membership_id)
+                .join(Membership, Membership.id == TeamMember.membership_id)
+                .where(TeamMember.team_id == team.id, condition)
             )
             return _remove_members(session, team, TeamMember.membership_id.in_(matched))
         if value is not None:  # Entra ID: remove these members
-            ids = _member_values(value, MEMBERS)
+            ids = [member_id for member_id, _, _ in _member_values(value, MEMBERS)]
             rows = select(Membership.id).where(
                 Membership.account_id == team.account_id,
                 Membership.scim_id.in_([i for i in ids if usable_id(i)]),
@@ -305,36 +353,32 @@ def _members_op(session, team: Team, op: str, path, value, now: datetime) -> boo
         raise InvalidPathException(
             detail="Add or replace members with the path 'members' and a list of members."
         )
-    membership_ids = _resolve_members(
-        session, team.account_id, _member_values(value, MEMBERS) if value is not None else []
-    )
-    removed = False
+    listed = _member_values(value, MEMBERS) if value is not None else []
+    rows, unknown = _resolve_members(session, team.account_id, listed)
+    skipped += unknown
     if op == "replace":
-        if membership_ids:
-            removed = _remove_members(
-                session, team, TeamMember.membership_id.not_in(membership_ids)
-            )
-        else:
-            removed = _remove_members(session, team)
-    added = _add_members(session, team, membership_ids, now)
-    return removed or added
+        return _set_members(session, team, rows, now)
+    return _add_members(session, team, rows, now, replace=False)
 
 
-def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Team:
+def patch(session, connector, scim_id: str, body: dict, now: datetime) -> tuple[Team, list[str]]:
+    """PATCH /Groups/<id>: returns the team and the member ids skipped as unknown."""
     team = get(session, connector.account_id, scim_id)
     check_if_match(team.version)
+    refuse_unknown_patch_schemas(body, GROUP_SCHEMAS)
     operations = validate(PatchOp[Group], body, Context.RESOURCE_PATCH_REQUEST)
     changed = False
     others = []
+    skipped: list[str] = []
     for operation in operations.operations or []:
         op = operation.op.value
         if _targets_members(operation.path):
-            changed |= _members_op(session, team, op, operation.path, operation.value, now)
+            changed |= _members_op(session, team, op, operation.path, operation.value, now, skipped)
         elif operation.path is None and isinstance(operation.value, dict):
             rest = {}
             for key, value in operation.value.items():
                 if str(key).rsplit(":", 1)[-1].lower() == MEMBERS:
-                    changed |= _members_op(session, team, op, None, value, now)
+                    changed |= _members_op(session, team, op, None, value, now, skipped)
                 else:
                     rest[key] = value
             if rest:
@@ -371,7 +415,7 @@ def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Team:
     session.flush()
     if changed:
         _bump(session, team, now)
-    return team
+    return team, list(dict.fromkeys(skipped))
 
 
 def delete_group(session, connector, scim_id: str) -> None:

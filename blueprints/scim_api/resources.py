@@ -13,10 +13,12 @@ from typing import Any
 from flask import request
 from scim2_models import (
     Context,
+    InvalidPathException,
     InvalidSyntaxException,
     InvalidValueException,
     ListResponse,
     PreconditionFailedException,
+    SCIMException,
     SearchRequest,
 )
 
@@ -35,6 +37,48 @@ def json_body() -> Any:
     if not isinstance(body, dict):
         raise InvalidSyntaxException(detail="The request body must be a JSON object.")
     return body
+
+
+def _known(urn: str, schemas: tuple[str, ...]) -> bool:
+    """Whether `urn` is one of `schemas`, or an attribute inside one (URN-qualified)."""
+    lowered = urn.lower()
+    return any(lowered == s.lower() or lowered.startswith(s.lower() + ":") for s in schemas)
+
+
+def _unknown_schema(urn: str, schemas: tuple[str, ...], scim_type: str) -> SCIMException:
+    served = ", ".join(schemas)
+    exception = InvalidPathException if scim_type == "invalidPath" else InvalidValueException
+    return exception(
+        detail=f"This service provider has no schema {urn[:200]!r}; it serves {served} "
+        "(see /Schemas). Remove that extension's attributes from the identity provider's "
+        "mapping."
+    )
+
+
+def refuse_unknown_schemas(body: dict, schemas: tuple[str, ...]) -> None:
+    """400 for attributes of an extension schema we don't serve (SPEC F5): they would
+    otherwise be dropped without a word, and the IdP admin would never learn that their
+    mapping writes nowhere. Only data counts: a URN merely listed in `schemas` drops
+    nothing, and Entra ID's documented requests list some (its ADSCIM Group schema, and
+    "…:enterprise:2.0User" without its colon)."""
+    for key in body:
+        if isinstance(key, str) and key[:4].lower() == "urn:" and not _known(key, schemas):
+            raise _unknown_schema(key, schemas, "invalidValue")
+
+
+def refuse_unknown_patch_schemas(body: dict, schemas: tuple[str, ...]) -> None:
+    """The same for PATCH: an operation's path, or a key of a path-less operation's
+    value, in a schema we don't serve is a 400 (invalidPath, invalidValue)."""
+    operations = next((v for k, v in body.items() if str(k).lower() == "operations"), None)
+    for op in operations if isinstance(operations, list) else []:
+        if not isinstance(op, dict):
+            continue
+        path = next((v for k, v in op.items() if str(k).lower() == "path"), None)
+        if isinstance(path, str) and path[:4].lower() == "urn:" and not _known(path, schemas):
+            raise _unknown_schema(path, schemas, "invalidPath")
+        value = next((v for k, v in op.items() if str(k).lower() == "value"), None)
+        if path is None and isinstance(value, dict):
+            refuse_unknown_schemas({k: v for k, v in value.items() if k != "schemas"}, schemas)
 
 
 def usable_id(scim_id: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 
 from app import csrf, db
-from blueprints.scim_api import auth, discovery, groups, users
+from blueprints.scim_api import auth, discovery, groups, search, users
 from blueprints.scim_api.errors import error_response, from_exception, scim_response
 from blueprints.scim_api.resources import (
     etag,
@@ -111,6 +111,22 @@ def _search(kind: str, values: dict):
     return scim_response(service.search(db.session, _account_id(), req, _base()))
 
 
+def _written(kind: str, result):
+    """A write service's result: the row, with the group members it skipped as unknown
+    noted for the request log (SPEC F5)."""
+    if kind == "Users":
+        return result
+    team, skipped = result
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (
+            f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        )
+        g.scim_log_note = (
+            f"Skipped {len(skipped)} member id(s) that are no user of this account: {shown}"
+        )
+    return team
+
+
 @route("/<any(Users, Groups):kind>", ["GET"])
 def list_resources(kind: str):
     return _search(kind, request.args.to_dict())
@@ -122,11 +138,18 @@ def search_resources(kind: str):
     return _search(kind, json_body())
 
 
+@route("/.search", ["POST"])
+def search_all():
+    """POST /.search at the root (RFC 7644 §3.4.3): Users and Groups in one list."""
+    req = search_request(UserResource | Group, json_body())
+    return scim_response(search.search_all(db.session, _account_id(), req, _base()))
+
+
 @route("/<any(Users, Groups):kind>", ["POST"])
 def create_resource(kind: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)  # a bad `attributes` is refused before anything is written
-    row = service.create(db.session, g.scim_connector, json_body(), utcnow())
+    row = _written(kind, service.create(db.session, g.scim_connector, json_body(), utcnow()))
     db.session.flush()
     # Committed before the body is built: the write locks are held for the writes only.
     failed = auth.finish(201)
@@ -148,7 +171,9 @@ def get_resource(kind: str, scim_id: str):
 def replace_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)
-    row = service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+    row = _written(
+        kind, service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+    )
     db.session.flush()
     return _resource_response(kind, row, params)
 
@@ -161,7 +186,9 @@ def patch_resource(kind: str, scim_id: str):
     `excludedAttributes` gets 200 with the group shaped by them."""
     service, _ = KINDS[kind]
     params = _parameters(kind)
-    row = service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+    row = _written(
+        kind, service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+    )
     db.session.flush()
     if kind == "Groups" and not (
         request.args.get("attributes") or request.args.get("excludedAttributes")
@@ -193,10 +220,5 @@ def not_found(anything: str = ""):
     if anything.split("/", 1)[0] in DISCOVERY:
         return error_response(
             405, "Discovery endpoints are read-only: use GET.", headers={"Allow": "GET"}
-        )
-    if anything.strip("/") == ".search":
-        # RFC 7644 §3.4.3 makes a search across resource types optional; no IdP uses it.
-        return error_response(
-            404, "Search one resource type: POST /Users/.search or /Groups/.search."
         )
     return error_response(404, f"There is no SCIM endpoint /{anything}.")

@@ -1,11 +1,16 @@
 """The resources this service provider serves, as scim2-models classes (RFC 7643).
 
-The User model declares exactly the attributes we store (SPEC F5): userName, name,
-displayName, title, active, emails, externalId, the enterprise extension, `groups`
-(read-only) and `password` (write-only, accepted and never stored). /Schemas is generated
-from these classes, so what we publish is what we keep. Anything else an IdP sends
-(phoneNumbers, addresses, locale, a vendor extension) is accepted and dropped, under
-`ScimPolicy.Unknown.ignore`, and a PATCH on it changes nothing.
+The whole User resource is kept (SPEC F5): every attribute of the core User schema
+(§4.1: name and its parts, displayName, nickName, profileUrl, title, userType,
+preferredLanguage, locale, timezone, active, emails, phoneNumbers, ims, photos, addresses,
+entitlements, roles, x509Certificates) and of the enterprise extension (§4.3), plus
+externalId, `groups` (read-only) and `password` (write-only, accepted and never stored).
+They are scim2-models' own RFC classes; ours differ only where an IdP needs it (below).
+/Schemas is generated from these classes, so it publishes exactly what is kept.
+
+Attributes no schema declares are dropped (`ScimPolicy.Unknown.ignore`: the robustness
+principle for a stray core attribute), but an extension schema we don't serve is refused
+with a 400 before validation (`unknown_extensions`), not silently dropped.
 
 The policy also admits what Microsoft Entra ID sends: `remove` with a value selecting
 what to remove, and `add`/`replace` on `emails[type eq "work"].value` when no such entry
@@ -14,12 +19,12 @@ exists yet (the entry is created).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
+import scim2_models
 from pydantic import Field, field_validator
 from scim2_models import (
     URN,
-    AnyExtension,
     AuthenticationScheme,
     Bulk,
     CaseExact,
@@ -28,15 +33,11 @@ from scim2_models import (
     ETag,
     Extension,
     Filter,
-    GroupMembership,
     Mutability,
-    Name,
     Patch,
     Reference,
     Required,
-    Resource,
     ResourceType,
-    Returned,
     ScimPolicy,
     ScimProvider,
     ServiceProviderConfig,
@@ -46,31 +47,36 @@ from scim2_models import (
 
 MAX_RESULTS = 1000  # the most resources one page holds (filter.maxResults)
 DEFAULT_COUNT = 100
-MAX_LENGTH = 512  # characters, for every string we store (the columns' size)
+MAX_LENGTH = 512  # characters, for a string we store (the columns' size); see users.py
+MAX_VALUES = 100  # values of one multi-valued attribute (emails, phoneNumbers, …)
 
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
-class Email(ComplexAttribute):
+# A reference to a User resource (`$ref` with referenceTypes ["User"]), built at import:
+# in an annotation the name "User" would be taken for the class defined below.
+UserReference = Reference["User"]
+
+
+class Email(scim2_models.Email):
     """`emails`: the value is any string. RFC 7643 §4.1.2 asks for RFC 5321 form but
     names no validation; a stricter check (pydantic's EmailStr refuses `.test` and
     other special-use domains) would refuse users an IdP legitimately holds."""
 
     value: str | None = None
-    display: str | None = None
-    type: str | None = None
-    primary: bool | None = None
 
 
 class Manager(ComplexAttribute):
-    """The enterprise `manager`. Entra ID sends its value as a bare id string in PATCH,
-    and no IdP sends `$ref`, so neither is required (RFC 7643 §4.3 calls $ref optional
-    in practice; the schema's `required` flags are contradictory)."""
+    """The enterprise `manager` (RFC 7643 §4.3). Entra ID sends its value as a bare id
+    string in PATCH, and no IdP sends `$ref`, so neither is required (the RFC's own
+    schema marks both "required" inside an optional attribute, which no IdP honours).
+    What the client writes is kept; a `$ref` is added on the way out only when the value
+    names a user of the same account (the client can predict it: that user's location)."""
 
     value: Annotated[str | None, CaseExact.true] = None
-    ref: Annotated[Reference[Any] | None, Mutability.read_only] = Field(
+    ref: Annotated[UserReference | None, CaseExact.true] = Field(
         None, serialization_alias="$ref", validation_alias="$ref"
     )
     display_name: Annotated[str | None, Mutability.read_only] = None
@@ -95,39 +101,23 @@ class EnterpriseUser(Extension):
         return value
 
 
-class User(Resource[AnyExtension]):
-    """A member of the account, as the IdP provisions it."""
+class User(scim2_models.User):
+    """A member of the account, as the IdP provisions it: the RFC's User, with any
+    string as an email address."""
 
     __schema__ = URN(CORE_USER)
 
-    user_name: Annotated[str | None, Uniqueness.server, Required.true] = None
-    name: Name | None = None
-    display_name: str | None = None
-    title: str | None = None
-    active: bool | None = None
-    password: Annotated[str | None, Mutability.write_only, Returned.never] = None
     emails: list[Email] | None = None
-    groups: Annotated[list[GroupMembership] | None, Mutability.read_only] = None
+    Emails: ClassVar[type[ComplexAttribute]] = Email
 
 
-class GroupMember(ComplexAttribute):
-    """A member of a team: users only (teams do not nest)."""
-
-    value: Annotated[str | None, Mutability.immutable, CaseExact.true] = None
-    ref: Annotated[Reference[Any] | None, Mutability.immutable] = Field(
-        None, serialization_alias="$ref", validation_alias="$ref"
-    )
-    type: Annotated[str | None, Mutability.immutable] = None
-    display: Annotated[str | None, Mutability.read_only] = None
-
-
-class Group(Resource[Any]):
-    """A team."""
+class Group(scim2_models.Group):
+    """A team. Its members are users (teams do not nest); `members[].display` is kept as
+    the IdP wrote it."""
 
     __schema__ = URN(CORE_GROUP)
 
     display_name: Annotated[str | None, Required.true, Uniqueness.server] = None
-    members: list[GroupMember] | None = None
 
 
 UserResource = User[EnterpriseUser]

@@ -4,6 +4,14 @@ A User resource is a Membership with `source == "scim"`; members added by hand s
 invisible here and untouched ("left alone") until the IdP creates a user with their email,
 which adopts the membership instead of duplicating it.
 
+The whole resource is kept as the IdP wrote it (`Membership.scim_resource`: every core and
+enterprise attribute, as scim2-models validates and normalises it) and served back from
+there, so a client reads back what it wrote; the membership's columns copy what is looked
+up often (userName, externalId, displayName, the names, the emails' rows). Two things are
+ours, not the document's: `active` (the membership's live state, whenever the client has
+set it) and `groups`. A `manager.$ref` is added where the client can predict it: when the
+manager's value is a user of the same account.
+
 Email and matching, as SPEC F5 says:
 - the member's email is the primary email, else the work one, else the first, else the
   userName when it is an email address; a user without any is kept ("no email");
@@ -30,7 +38,6 @@ from scim2_models import (
     Context,
     ForbiddenException,
     InvalidValueException,
-    Name,
     NotFoundException,
     PatchOp,
     UniquenessException,
@@ -50,6 +57,8 @@ from blueprints.scim_api.resources import (
     etag,
     list_response,
     page,
+    refuse_unknown_patch_schemas,
+    refuse_unknown_schemas,
     render,
     storable,
     text,
@@ -57,7 +66,14 @@ from blueprints.scim_api.resources import (
     validate,
     wants,
 )
-from blueprints.scim_api.schemas import CORE_USER, ENTERPRISE, EnterpriseUser, UserResource
+from blueprints.scim_api.schemas import (
+    CORE_USER,
+    ENTERPRISE,
+    MAX_LENGTH,
+    MAX_VALUES,
+    PROVIDER,
+    UserResource,
+)
 from models import (
     Account,
     Domain,
@@ -69,6 +85,7 @@ from models import (
     search_columns,
 )
 
+USER_SCHEMAS = (CORE_USER, ENTERPRISE)
 EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
 PERSON_NAME = 200  # characters of user.display_name
@@ -171,23 +188,34 @@ def _verified(session, account_id: int, email: str) -> bool:
 
 # --- Reading ------------------------------------------------------------------------------
 
+# What rendering a user needs, read as plain values (no ORM object per row).
+SHOWN = (
+    Membership.id,
+    Membership.scim_id,
+    Membership.scim_resource,
+    Membership.active,
+    Membership.version,
+    Membership.created_at,
+    Membership.updated_at,
+)
 
-def get(session, account_id: int, scim_id: str) -> Membership:
-    """The account's provisioned user `scim_id`, or 404 (another account's id included)."""
+
+def get(session, account_id: int, scim_id: str, for_write: bool = False) -> Membership:
+    """The account's provisioned user `scim_id`, or 404 (another account's id included).
+    A write also loads the email rows it compares against."""
     if len(scim_id) > 36 or "\x00" in scim_id:
         # No id is longer than the column (truncating instead made "<id>x" name the user
         # <id>, so GET, PUT, PATCH and DELETE on that path reached them) and none holds a
         # NUL, which PostgreSQL refuses in a query: "/Users/%00" was a 500 there.
         raise NotFoundException(detail=f"There is no user {scim_id[:100]!r}.")
-    member = session.scalar(
-        select(Membership)
-        .where(
-            Membership.scim_id == scim_id,
-            Membership.account_id == account_id,
-            Membership.source == "scim",
-        )
-        .options(selectinload(Membership.emails))
+    query = select(Membership).where(
+        Membership.scim_id == scim_id,
+        Membership.account_id == account_id,
+        Membership.source == "scim",
     )
+    if for_write:
+        query = query.options(selectinload(Membership.emails))
+    member = session.scalar(query)
     if member is None:
         raise NotFoundException(detail=f"There is no user {scim_id!r}.")
     return member
@@ -209,64 +237,64 @@ def groups_of(session, membership_ids: list[int]) -> dict[int, list[tuple[str, s
     return found
 
 
-def payload(member: Membership, groups: list[tuple[str, str]], base: str) -> dict:
-    """The full User resource as JSON (before attributes/excludedAttributes)."""
-    name = {
-        "formatted": member.formatted_name,
-        "familyName": member.family_name,
-        "givenName": member.given_name,
-        "middleName": member.middle_name,
-        "honorificPrefix": member.honorific_prefix,
-        "honorificSuffix": member.honorific_suffix,
+def _manager_of(document: dict | None) -> str | None:
+    manager = ((document or {}).get(ENTERPRISE) or {}).get("manager") or {}
+    value = manager.get("value")
+    return value if isinstance(value, str) and "$ref" not in manager else None
+
+
+def known_managers(session, account_id: int, documents) -> frozenset[str]:
+    """Which of the managers the documents name are users of this account (their `$ref`
+    is then predictable and added on the way out); one query for a whole page."""
+    wanted = {m for m in map(_manager_of, documents) if m and len(m) <= 36 and "\x00" not in m}
+    if not wanted:
+        return frozenset()
+    return frozenset(
+        session.scalars(
+            select(Membership.scim_id).where(
+                Membership.account_id == account_id,
+                Membership.source == "scim",
+                Membership.scim_id.in_(wanted),
+            )
+        )
+    )
+
+
+def payload(member, groups: list[tuple[str, str]], base: str, managers=frozenset()) -> dict:
+    """The full User resource as JSON (before attributes/excludedAttributes): the
+    document as written, with the live `active`, our `groups` and `meta`."""
+    document = member.scim_resource or {}
+    body = {"schemas": [CORE_USER, ENTERPRISE] if ENTERPRISE in document else [CORE_USER]}
+    body["id"] = member.scim_id
+    body.update(document)
+    if "active" in document:
+        body["active"] = member.active
+    manager = _manager_of(document)
+    if manager in managers:
+        enterprise = document[ENTERPRISE]
+        body[ENTERPRISE] = dict(
+            enterprise, manager=dict(enterprise["manager"], **{"$ref": f"{base}/Users/{manager}"})
+        )
+    body["groups"] = [
+        {"value": scim_id, "$ref": f"{base}/Groups/{scim_id}", "display": display, "type": "direct"}
+        for scim_id, display in groups
+    ] or None
+    body["meta"] = {
+        "resourceType": "User",
+        "created": timestamp(member.created_at),
+        "lastModified": timestamp(member.updated_at),
+        "location": f"{base}/Users/{member.scim_id}",
+        "version": etag(member.version),
     }
-    enterprise = {
-        "employeeNumber": member.employee_number,
-        "costCenter": member.cost_center,
-        "organization": member.organization,
-        "division": member.division,
-        "department": member.department,
-        "manager": {"value": member.manager_id, "$ref": f"{base}/Users/{member.manager_id}"}
-        if member.manager_id
-        else None,
-    }
-    body = {
-        "schemas": [CORE_USER],
-        "id": member.scim_id,
-        "externalId": member.external_id,
-        "userName": member.user_name,
-        "name": name if any(name.values()) else None,
-        "displayName": member.display_name,
-        "title": member.title,
-        "active": member.active,
-        "emails": [
-            {"value": e.value, "type": e.type, "primary": e.primary or None, "display": e.display}
-            for e in member.emails
-        ]
-        or None,
-        "groups": [
-            {"value": scim_id, "$ref": f"{base}/Groups/{scim_id}", "display": display}
-            for scim_id, display in groups
-        ]
-        or None,
-        "meta": {
-            "resourceType": "User",
-            "created": timestamp(member.created_at),
-            "lastModified": timestamp(member.updated_at),
-            "location": f"{base}/Users/{member.scim_id}",
-            "version": etag(member.version),
-        },
-    }
-    if any(value is not None for value in enterprise.values()):
-        body["schemas"].append(ENTERPRISE)
-        body[ENTERPRISE] = enterprise
     return body
 
 
-def show(session, member: Membership, base: str, params) -> dict:
+def show(session, member, base: str, params) -> dict:
     groups = []
     if wants(params, "groups") and not getattr(member, "created_now", False):
         groups = groups_of(session, [member.id]).get(member.id, [])
-    return render(UserResource, payload(member, groups, base), params)
+    managers = known_managers(session, member.account_id, [member.scim_resource])
+    return render(UserResource, payload(member, groups, base, managers), params)
 
 
 def search(session, account_id: int, req, base: str) -> dict:
@@ -279,33 +307,31 @@ def search(session, account_id: int, req, base: str) -> dict:
     descending = req.sort_order is not None and req.sort_order.value == "descending"
     order = filters.order_by("User", req.sort_by, descending)
     window = page(req)
-    ids: list[int] = []
+    rows = []
     if window.count:
-        # Ids first (an index-only walk, even deep into the list), then those rows.
-        ids = session.scalars(
+        # One statement, so one snapshot: the page's ids are found by walking the index
+        # alone (cheap even deep into the list), and their rows read in the same query;
+        # read in two, a user deleted in between was a KeyError (a 500).
+        ids = (
             select(Membership.id)
             .where(where)
             .order_by(*order)
             .offset(window.start - 1)
             .limit(window.count)
-        ).all()
-    if window.start == 1 and len(ids) < window.count:
-        total = len(ids)  # the whole result is on this page (a lookup by userName, say)
+            .correlate(None)
+        )
+        rows = session.execute(select(*SHOWN).where(Membership.id.in_(ids)).order_by(*order)).all()
+    if window.start == 1 and len(rows) < window.count:
+        total = len(rows)  # the whole result is on this page (a lookup by userName, say)
     else:
         total = session.scalar(select(func.count()).select_from(Membership).where(where))
     resources: list[dict] = []
-    if ids:
-        rows = {
-            m.id: m
-            for m in session.scalars(
-                select(Membership)
-                .where(Membership.id.in_(ids))
-                .options(selectinload(Membership.emails))
-            )
-        }
-        groups = groups_of(session, list(ids)) if wants(req, "groups") else {}
+    if rows:
+        groups = groups_of(session, [r.id for r in rows]) if wants(req, "groups") else {}
+        managers = known_managers(session, account_id, [r.scim_resource for r in rows])
         resources = [
-            render(UserResource, payload(rows[i], groups.get(i, []), base), req) for i in ids
+            render(UserResource, payload(r, groups.get(r.id, []), base, managers), req)
+            for r in rows
         ]
     return list_response(UserResource, total, window.start, resources)
 
@@ -315,9 +341,10 @@ def search(session, account_id: int, req, base: str) -> dict:
 
 def _storable(value, where: str = "The request") -> None:
     """400 for a string no database can hold, anywhere in what we keep: a NUL byte
-    (PostgreSQL refuses it in text) or a lone surrogate (JSON may escape "\\ud800", which
-    is not Unicode and not encodable). The email matching and the uniqueness check query
-    with these values before resources.text sees them, so they were a 500."""
+    (PostgreSQL refuses it in text and in JSON) or a lone surrogate (JSON may escape
+    "\\ud800", which is not Unicode and not encodable). The email matching and the
+    uniqueness check query with these values before resources.text sees them, so they
+    were a 500."""
     if isinstance(value, str):
         storable(value, where)
     elif isinstance(value, dict):
@@ -328,41 +355,69 @@ def _storable(value, where: str = "The request") -> None:
             _storable(item, where)
 
 
-def _checked(resource: UserResource) -> UserResource:
-    """`resource` once every value we keep is storable (unknown attributes are gone, and
-    the password is never stored, so whatever it holds is accepted)."""
-    _storable(resource.model_dump(by_alias=True, exclude_none=True, exclude={"password"}))
-    return resource
+# Longer than MAX_LENGTH by nature: a certificate (base64 DER), a URL.
+LONG_VALUES = {"x509Certificates.value": 16384, "profileUrl": 2048, "photos.value": 2048}
 
 
-def _stored(resource: UserResource) -> tuple[dict, list[dict]]:
-    """Every attribute we store from `resource`, as membership columns and email rows
-    (PUT semantics: absent means cleared); 400 for what no column can hold."""
+def _sized(document: dict, prefix: str = "") -> None:
+    """400 for a string longer than its attribute may be, or more than MAX_VALUES values
+    of a multi-valued attribute: what a client may make us keep is bounded."""
+    for key, value in document.items():
+        name = f"{prefix}{key}" if key != ENTERPRISE else ""
+        shown = name or ENTERPRISE
+        if isinstance(value, dict):
+            _sized(value, f"{name}." if name else f"{ENTERPRISE}:")
+        elif isinstance(value, list):
+            if len(value) > MAX_VALUES:
+                raise InvalidValueException(
+                    detail=f"{shown} has {len(value)} values; at most {MAX_VALUES} are kept."
+                )
+            for item in value:
+                if isinstance(item, dict):
+                    _sized(item, f"{name}.")
+        elif isinstance(value, str):
+            limit = LONG_VALUES.get(name, MAX_LENGTH)
+            if len(value) > limit:
+                raise InvalidValueException(
+                    detail=f"{shown} is longer than {limit} characters ({len(value)})."
+                )
+
+
+def document(resource: UserResource) -> dict:
+    """What `Membership.scim_resource` keeps of `resource`: every attribute the client
+    wrote, as scim2-models normalises it, less the id, meta and groups (ours) and the
+    password (never stored). 400 for what no database can hold or no limit admits."""
+    with PROVIDER:
+        doc = resource.model_dump(exclude={"password", "id", "meta", "groups", "schemas"})
+    if ENTERPRISE in doc and not doc[ENTERPRISE]:
+        del doc[ENTERPRISE]  # an empty extension object: nothing was written there
+    _storable(doc)
+    _sized(doc)
+    return doc
+
+
+def _stored(resource: UserResource, active: bool | None = None) -> tuple[dict, list[dict]]:
+    """The membership columns (the document, and the copies of what is looked up often)
+    and the email rows for `resource` (PUT semantics: absent means cleared). `active`,
+    when given, is written into the document (a create's default)."""
     user_name = (resource.user_name or "").strip()
     if not user_name:
         raise InvalidValueException(detail="userName is required and cannot be empty.")
-    name = resource.name or Name()
-    ent = resource[EnterpriseUser] or EnterpriseUser()
-    prefix = f"{ENTERPRISE}:"
-    manager = ent.manager.value if ent.manager and ent.manager.value else None
+    doc = document(resource)
+    doc["userName"] = user_name  # as the uniqueness check and the lookups see it
+    if active is not None:
+        doc["active"] = active
+    name = resource.name
+    display_name = text(resource.display_name, "displayName")
     columns = {
+        "scim_resource": doc,
         "user_name": text(user_name, "userName"),
         "user_name_key": filters.fold(user_name),
         "external_id": text(resource.external_id, "externalId"),
-        "display_name": text(resource.display_name, "displayName"),
-        "title": text(resource.title, "title"),
-        "formatted_name": text(name.formatted, "name.formatted"),
-        "given_name": text(name.given_name, "name.givenName"),
-        "family_name": text(name.family_name, "name.familyName"),
-        "middle_name": text(name.middle_name, "name.middleName"),
-        "honorific_prefix": text(name.honorific_prefix, "name.honorificPrefix"),
-        "honorific_suffix": text(name.honorific_suffix, "name.honorificSuffix"),
-        "employee_number": text(ent.employee_number, prefix + "employeeNumber"),
-        "cost_center": text(ent.cost_center, prefix + "costCenter"),
-        "organization": text(ent.organization, prefix + "organization"),
-        "division": text(ent.division, prefix + "division"),
-        "department": text(ent.department, prefix + "department"),
-        "manager_id": text(manager, prefix + "manager"),
+        "display_name": display_name,
+        "display_name_key": filters.fold(display_name) if display_name else None,
+        "given_name": text(name.given_name, "name.givenName") if name else None,
+        "family_name": text(name.family_name, "name.familyName") if name else None,
     }
     emails = []
     for position, e in enumerate(resource.emails or []):
@@ -385,7 +440,8 @@ def _stored(resource: UserResource) -> tuple[dict, list[dict]]:
 def _write_attributes(member: Membership, columns: dict, emails: list[dict]) -> None:
     """What `_stored` gives, onto `member` (PUT semantics: absent means cleared)."""
     for key, value in columns.items():
-        setattr(member, key, value)
+        if getattr(member, key) != value:
+            setattr(member, key, value)
     wanted = [(e["value"], e["type"], e["primary"], e["display"]) for e in emails]
     if wanted != [(e.value, e.type, e.primary, e.display) for e in member.emails]:
         member.emails = [MemberEmail(**e) for e in emails]
@@ -539,9 +595,12 @@ def _queue(session, member: Membership, pending: list, account_name: str) -> Non
 def create(session, connector, body: dict, now: datetime) -> Membership | NewUser:
     """POST /Users. Lean on purpose (IdPs create thousands at once): one uniqueness probe,
     one domain lookup, one person lookup, then the inserts and the seat."""
-    resource = _checked(validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST))
+    refuse_unknown_schemas(body, USER_SCHEMAS)
+    resource = validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST)
     account_id = connector.account_id
-    columns, emails = _stored(resource)
+    # `active` defaults to true, and the document says so (what GET shows is predictable).
+    active = True if resource.active is None else resource.active
+    columns, emails = _stored(resource, active=active)
     email = member_email(resource)
     # userName and externalId first: a repeated create is a 409 about the userName. The
     # unique constraints decide when two creates race past this check.
@@ -568,7 +627,6 @@ def create(session, connector, body: dict, now: datetime) -> Membership | NewUse
             if member_id is not None:
                 member = session.get(Membership, member_id)
     if member is None:
-        active = True if resource.active is None else resource.active
         return _insert_new(
             session,
             account_id,
@@ -587,7 +645,7 @@ def create(session, connector, body: dict, now: datetime) -> Membership | NewUse
         member.scim_id = str(uuid.uuid4())
         member.source = "scim"
         member.updated_at = now
-        set_active(session, member, True if resource.active is None else resource.active)
+        set_active(session, member, active)
     session.flush()
     return member
 
@@ -679,26 +737,25 @@ def _apply(session, connector, member: Membership, resource, now: datetime) -> N
 
 
 def replace(session, connector, scim_id: str, body: dict, now: datetime) -> Membership:
-    """PUT /Users/<id>: every attribute we store is replaced; `active` only when sent."""
-    member = get(session, connector.account_id, scim_id)
+    """PUT /Users/<id> (RFC 7644 §3.5.1): the resource becomes what was sent; what is
+    absent is cleared. Leaving out `active` clears it from the resource but does not
+    change whether the member is active (deactivation is always explicit)."""
+    member = get(session, connector.account_id, scim_id, for_write=True)
     check_if_match(member.version)
-    resource = _checked(validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST))
+    refuse_unknown_schemas(body, USER_SCHEMAS)
+    resource = validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST)
     _apply(session, connector, member, resource, now)
     return member
 
 
 def current_resource(member: Membership) -> UserResource:
-    """The stored user as a model, for PATCH to apply its operations to."""
-    body = payload(member, [], "")
-    body.pop("groups", None)
-    body.pop("meta", None)
-    body.setdefault("schemas", [CORE_USER])
-    if ENTERPRISE not in body["schemas"]:
-        body["schemas"].append(ENTERPRISE)
-        body[ENTERPRISE] = {}
-    manager = (body.get(ENTERPRISE) or {}).get("manager")
-    if manager:
-        manager.pop("$ref", None)
+    """The stored user as a model, for PATCH to apply its operations to: the document,
+    with the live `active` and an (empty) enterprise extension to write into."""
+    doc = member.scim_resource or {}
+    body = {"schemas": [CORE_USER, ENTERPRISE], **doc}
+    body.setdefault(ENTERPRISE, {})
+    if "active" in doc:
+        body["active"] = member.active
     return validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST)
 
 
@@ -732,25 +789,26 @@ def _manager_path(body: dict) -> dict:
 
 
 def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Membership:
-    """PATCH /Users/<id> (RFC 7644 §3.5.2, with Okta's and Entra ID's forms)."""
-    member = get(session, connector.account_id, scim_id)
+    """PATCH /Users/<id> (RFC 7644 §3.5.2, with Okta's and Entra ID's forms): the
+    operations are applied by scim2-models to the stored resource, and the result is
+    written as a PUT would write it."""
+    member = get(session, connector.account_id, scim_id, for_write=True)
     check_if_match(member.version)
+    refuse_unknown_patch_schemas(body, USER_SCHEMAS)
     operations = validate(
         PatchOp[UserResource], _manager_path(body), Context.RESOURCE_PATCH_REQUEST
     )
     resource = current_resource(member)
-    from blueprints.scim_api.schemas import PROVIDER
-
     with PROVIDER:
         changed = operations.patch(resource)
     if changed:
-        _apply(session, connector, member, _checked(resource), now)
+        _apply(session, connector, member, resource, now)
     return member
 
 
 def delete(session, connector, scim_id: str) -> None:
     """DELETE /Users/<id>: the membership goes, its seat and sessions with it."""
-    member = get(session, connector.account_id, scim_id)
+    member = get(session, connector.account_id, scim_id, for_write=True)
     check_if_match(member.version)
     set_active(session, member, False)
     bump_teams_of(session, member.id)

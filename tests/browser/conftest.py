@@ -1,19 +1,16 @@
 """Browser tests: Debian's Chromium driven by Playwright, against the app served on a free
 loopback port. The CDN is blocked so the pages run on the local htmx copy, as offline.
 
-The server thread opens its own database sessions, so everything a test sets up must be
-committed (the factories commit). DNS questions go to the test DNS server of
-`tests/domains` (its fixtures are imported here).
+The server (`live_server`, tests/conftest.py) opens its own database sessions, so
+everything a test sets up must be committed (the factories commit). DNS questions go to
+the test DNS server of `tests/domains` (its fixtures are imported here).
 """
 
 from __future__ import annotations
 
 import shutil
-import threading
-from collections.abc import Iterator
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.domains.conftest import config_overrides, dns, dns_server  # noqa: F401
 
@@ -41,27 +38,6 @@ def browser():
         )
         yield chromium
         chromium.close()
-
-
-class QuietHandler(WSGIRequestHandler):
-    """No access log line per request (the test output is for failures)."""
-
-    def log_request(self, code="-", size="-") -> None:
-        pass
-
-
-@pytest.fixture
-def live_server(app) -> Iterator[str]:
-    """The app on 127.0.0.1 and a free port, in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

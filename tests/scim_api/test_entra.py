@@ -195,13 +195,17 @@ def test_replace_several_attributes_without_path_with_dotted_and_urn_keys(scim, 
     assert after[ENTERPRISE]["employeeNumber"] == "Aklq"
 
 
-def test_add_an_attribute_we_do_not_keep_is_accepted_and_changes_nothing(scim, user):
+@pytest.mark.parametrize("body", ["add_single_value.json", "add_single_value_compliant.json"])
+def test_add_single_value_sets_nick_name_and_reads_back(scim, user, body):
+    """Entra's documented "add a single-value string attribute", in its legacy ("Add")
+    and its compliant (aadOptscim062020) form, sets nickName; a GET reads it back."""
     before = scim("GET", f"/Users/{user['id']}").get_json()
 
-    after = patch_user(scim, user, "add_single_value.json")
+    after = patch_user(scim, user, body)
 
-    assert "nickName" not in after
-    assert after["meta"]["version"] == before["meta"]["version"]
+    assert after["nickName"] == "Babs"
+    assert after["meta"]["version"] != before["meta"]["version"]
+    assert scim("GET", f"/Users/{user['id']}").get_json()["nickName"] == "Babs"
 
 
 def test_add_manager_as_the_tutorial_shows_sets_the_manager(scim, user):
@@ -213,7 +217,9 @@ def test_add_manager_as_the_tutorial_shows_sets_the_manager(scim, user):
     assert after[ENTERPRISE]["manager"]["value"] == manager["id"]
 
 
-@pytest.mark.parametrize("body", ["disable_user.json", "disable_user_string.json"])
+@pytest.mark.parametrize(
+    "body", ["disable_user.json", "disable_user_string.json", "disable_user_compliant.json"]
+)
 def test_disable_user_keeps_it_visible_as_inactive_and_frees_the_seat(scim, session, user, body):
     """Entra soft-deletes with `active` false (or the string "False"); the user must still
     be returned, with active false."""

@@ -39,13 +39,23 @@ def people(scim) -> dict:
                 "schemas": [USER, ENTERPRISE],
                 "userName": ALICE,
                 "externalId": "EXT-Alice",
-                "name": {"givenName": "Alice", "familyName": "Smith"},
+                "name": {"givenName": "Alice", "familyName": "Smith", "middleName": "Jane"},
                 "displayName": "Alice Smith",
+                "nickName": "Ali",
+                "userType": "Employee",
+                "locale": "en-GB",
                 "title": "Engineer",
                 "emails": [
                     {"value": "Alice@Example.com", "type": "work", "primary": True},
                     {"value": "alice@home.test", "type": "home"},
                 ],
+                "phoneNumbers": [
+                    {"value": "+44 20 7946 0555", "type": "work", "primary": True},
+                    {"value": "+44 7700 900123", "type": "mobile"},
+                ],
+                "addresses": [{"type": "work", "locality": "London", "country": "GB"}],
+                "roles": [{"value": "Admin", "primary": True}],
+                "x509Certificates": [{"value": "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"}],
                 ENTERPRISE: {"department": "Sales", "employeeNumber": "1001"},
             },
         )
@@ -60,7 +70,15 @@ def people(scim) -> dict:
                 "externalId": "ext-bob",
                 "name": {"givenName": "Bob", "familyName": "Smithers"},
                 "displayName": "Bob 100% Builder",
+                "userType": "Contractor",
                 "emails": [{"value": "bob@partner.test", "type": "work"}],
+                "phoneNumbers": [{"value": "555-0100", "type": "mobile"}],
+                "addresses": [
+                    {"type": "home", "locality": "Paris", "country": "FR"},
+                    {"type": "work", "locality": "London", "country": "GB", "primary": True},
+                ],
+                "roles": [{"value": "admin"}, {"value": "Auditor"}],
+                "entitlements": [{"value": "licence:pro", "type": "licence"}],
                 ENTERPRISE: {"department": "Engineering", "manager": {"value": alice["id"]}},
             },
         )
@@ -251,6 +269,38 @@ def test_value_paths_match_within_one_email(scim, people):
     assert wrong(lambda f: users(scim, f), table) == {}
 
 
+def test_every_kept_attribute_filters_in_sql(scim, people):
+    """SPEC F5: the attributes kept in the stored document filter like the others, on
+    both databases: single values, multi-valued ones with sub-attributes and value
+    paths, case rules from the schema (roles.value is caseExact=false)."""
+    table = [
+        ('nickName eq "ALI"', {ALICE}),
+        ("nickName pr", {ALICE}),
+        ('userType eq "contractor"', {BOB}),
+        ('userType ne "Employee"', {BOB, ELODIE, DAVE}),
+        ('locale sw "en"', {ALICE}),
+        ('name.middleName eq "jane"', {ALICE}),
+        ('phoneNumbers co "555"', {ALICE, BOB}),
+        ('phoneNumbers.type eq "MOBILE"', {ALICE, BOB}),
+        ('phoneNumbers[type eq "mobile" and value co "555"]', {BOB}),
+        ("phoneNumbers[primary eq true]", {ALICE}),
+        ("not (phoneNumbers pr)", {ELODIE, DAVE}),
+        ('addresses.locality eq "london"', {ALICE, BOB}),
+        ('addresses[type eq "home" and country eq "FR"]', {BOB}),
+        ('addresses[type eq "home" and country eq "GB"]', set()),
+        ('roles.value eq "ADMIN"', {ALICE, BOB}),
+        ('roles[value eq "auditor"]', {BOB}),
+        ("roles[primary eq true]", {ALICE}),
+        ('entitlements[type eq "licence"]', {BOB}),
+        ("x509Certificates pr", {ALICE}),
+        ('x509Certificates.value eq "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"', {ALICE}),
+        ('x509Certificates.value eq "miibijanbgkqhkig9w0baqefaaocaq8amiibcgkcaqea"', set()),
+        ("ims pr", set()),
+    ]
+    assert wrong(lambda f: users(scim, f), table) == {}
+    assert wrong(lambda f: searched(scim, f), table) == {}
+
+
 def test_urn_qualified_attributes(scim, people):
     table = [
         (f'{USER}:userName eq "bob.builder"', {BOB}),
@@ -376,6 +426,10 @@ INVALID = [
     'meta.created gt "0001-01-01T00:00:00+14:00"',  # before year 1 in UTC
     'emails[foo eq "x"]',
     'name[givenName eq "x"]',
+    'phoneNumbers[foo eq "x"]',
+    "phoneNumbers[primary eq 1]",
+    'meta.version eq "W/1"',
+    'password eq "x"',
     'userName eq "\\u0000"',  # PostgreSQL cannot bind a NUL
     'displayName eq "\\ud800"',  # a lone surrogate is not UTF-8
 ]

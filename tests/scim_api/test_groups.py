@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from models import Membership, Team, TeamMember
+from models import Membership, ScimRequestLog, Team, TeamMember
 from tests.scim_api.conftest import Scim, assert_scim_error
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -70,6 +70,12 @@ def count(session, model, *where) -> int:
     return session.scalar(select(func.count()).select_from(model).where(*where))
 
 
+def last_log_detail(session) -> str | None:
+    """The detail the SCIM request log keeps for the latest request."""
+    session.expire_all()
+    return session.scalar(select(ScimRequestLog.detail).order_by(ScimRequestLog.id.desc()))
+
+
 @pytest.fixture
 def alice(scim) -> str:
     return new_user(scim, "alice")
@@ -111,7 +117,8 @@ def test_create_without_display_name_is_400_and_creates_nothing(scim, session):
     assert count(session, Team) == 0
 
 
-def test_create_with_an_unknown_member_is_400_and_creates_nothing(scim, session, alice):
+def test_create_with_an_unknown_member_adds_the_others_and_logs_the_unknown(scim, session, alice):
+    """SPEC F5: one id the account doesn't know never blocks the rest of a group write."""
     response = scim(
         "POST",
         "/Groups",
@@ -122,11 +129,11 @@ def test_create_with_an_unknown_member_is_400_and_creates_nothing(scim, session,
         },
     )
 
-    body = assert_scim_error(response, 400)
-    assert body["scimType"] == "invalidValue"
-    assert "no-such-user" in body["detail"]
-    assert count(session, Team) == 0
-    assert count(session, TeamMember) == 0
+    assert response.status_code == 201, response.get_data(as_text=True)
+    detail = last_log_detail(session)
+    assert "Skipped 1 member" in detail and "no-such-user" in detail
+    assert ids(response.get_json()) == {alice}
+    assert members(scim, response.get_json()["id"]) == {alice}
 
 
 @pytest.mark.parametrize("second", ["Engineering", "ENGINEERING", "engineering"])
@@ -161,8 +168,15 @@ def test_same_display_name_in_another_account_is_fine(client, scim, other_issued
 # --- Read ---------------------------------------------------------------------------------
 
 
-def test_get_shows_each_member_with_value_ref_display_and_type(scim, alice):
-    group = new_group(scim, "Engineering", [alice])
+def test_get_shows_each_member_with_value_ref_type_and_display_as_written(scim, alice, bob):
+    """`$ref` and `type` are what the client can predict; `display` is what it wrote
+    (Okta sends the user's email there), and absent when it wrote none."""
+    body = {
+        "schemas": [GROUP],
+        "displayName": "Engineering",
+        "members": [{"value": alice, "display": "Alice A."}, {"value": bob}],
+    }
+    group = scim("POST", "/Groups", json=body).get_json()
 
     response = scim("GET", f"/Groups/{group['id']}")
 
@@ -174,9 +188,10 @@ def test_get_shows_each_member_with_value_ref_display_and_type(scim, alice):
         {
             "value": alice,
             "$ref": f"{scim.base}/Users/{alice}",
-            "display": "alice@example.com",
+            "display": "Alice A.",
             "type": "User",
-        }
+        },
+        {"value": bob, "$ref": f"{scim.base}/Users/{bob}", "type": "User"},
     ]
     assert body["meta"]["resourceType"] == "Group"
     assert body["meta"]["location"] == f"{scim.base}/Groups/{group['id']}"
@@ -264,18 +279,23 @@ def test_put_without_members_empties_the_group(scim, alice):
     assert members(scim, group["id"]) == set()
 
 
-def test_put_with_an_unknown_member_is_400_and_changes_nothing(scim, alice):
+def test_put_with_an_unknown_member_applies_the_rest(scim, session, alice, bob):
     group = new_group(scim, "Engineering", [alice])
 
     response = scim(
         "PUT",
         f"/Groups/{group['id']}",
-        json={"schemas": [GROUP], "displayName": "Other", "members": [{"value": "nobody"}]},
+        json={
+            "schemas": [GROUP],
+            "displayName": "Other",
+            "members": [{"value": "nobody"}, {"value": bob}],
+        },
     )
 
-    assert assert_scim_error(response, 400)["scimType"] == "invalidValue"
-    assert members(scim, group["id"]) == {alice}
-    assert scim("GET", f"/Groups/{group['id']}").get_json()["displayName"] == "Engineering"
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "nobody" in last_log_detail(session)
+    assert members(scim, group["id"]) == {bob}
+    assert scim("GET", f"/Groups/{group['id']}").get_json()["displayName"] == "Other"
 
 
 def test_delete_removes_the_team_and_its_member_rows_but_not_the_users(scim, session, alice, bob):
@@ -340,7 +360,7 @@ def test_patch_adding_an_existing_member_again_keeps_one_and_the_version(scim, s
     assert response.headers["ETag"] == group["meta"]["version"]
 
 
-def test_patch_add_an_unknown_member_is_400_and_adds_nobody(scim, alice, bob):
+def test_patch_add_an_unknown_member_adds_the_known_ones(scim, session, alice, bob):
     group = new_group(scim, "Engineering", [alice])
 
     response = patch(
@@ -349,8 +369,41 @@ def test_patch_add_an_unknown_member_is_400_and_adds_nobody(scim, alice, bob):
         {"op": "add", "path": "members", "value": [{"value": bob}, {"value": "ghost"}]},
     )
 
-    assert assert_scim_error(response, 400)["scimType"] == "invalidValue"
-    assert members(scim, group["id"]) == {alice}
+    assert response.status_code == 204
+    assert "ghost" in last_log_detail(session)
+    assert members(scim, group["id"]) == {alice, bob}
+
+
+def test_patch_of_only_unknown_members_changes_nothing(scim, session, alice):
+    group = new_group(scim, "Engineering", [alice])
+
+    response = patch(
+        scim, group["id"], {"op": "add", "path": "members", "value": [{"value": "ghost"}]}
+    )
+
+    assert response.status_code == 204
+    assert response.headers["ETag"] == group["meta"]["version"]
+    assert "ghost" in last_log_detail(session)
+
+
+def test_a_nested_group_as_member_is_skipped(scim, session, alice):
+    """Teams don't nest: a member typed "Group" is skipped like an unknown id."""
+    inner = new_group(scim, "Inner")
+    outer = new_group(scim, "Outer")
+
+    response = patch(
+        scim,
+        outer["id"],
+        {
+            "op": "add",
+            "path": "members",
+            "value": [{"value": inner["id"], "type": "Group"}, {"value": alice}],
+        },
+    )
+
+    assert response.status_code == 204
+    assert inner["id"] in last_log_detail(session)
+    assert members(scim, outer["id"]) == {alice}
 
 
 def test_patch_remove_one_member_by_value_filter(scim, alice, bob):
@@ -461,7 +514,7 @@ def test_patch_that_fails_halfway_changes_nothing(scim, alice, bob):
         scim,
         group["id"],
         {"op": "add", "path": "members", "value": [{"value": bob}]},
-        {"op": "add", "path": "members", "value": [{"value": "ghost"}]},
+        {"op": "add", "path": "members", "value": [{"display": "a member without its id"}]},
     )
 
     assert_scim_error(response, 400)
@@ -712,22 +765,24 @@ def test_other_account_cannot_change_or_delete_these_groups(scim, theirs, alice)
 
 
 def test_other_account_cannot_add_this_accounts_users_to_its_groups(theirs, session, alice):
+    """Another account's user id is unknown there: skipped and logged, never added."""
     response = theirs(
         "POST",
         "/Groups",
         json={"schemas": [GROUP], "displayName": "Stolen", "members": [{"value": alice}]},
     )
 
-    assert assert_scim_error(response, 400)["scimType"] == "invalidValue"
+    assert response.status_code == 201
+    assert "members" not in response.get_json()
+    assert alice in last_log_detail(session)
     mine = new_group(theirs, "Mine")
     for operation in (
         {"op": "add", "path": "members", "value": [{"value": alice}]},
         {"op": "replace", "path": "members", "value": [{"value": alice}]},
         {"op": "add", "value": {"members": [{"value": alice}]}},
     ):
-        assert assert_scim_error(patch(theirs, mine["id"], operation), 400)["scimType"] == (
-            "invalidValue"
-        )
+        assert patch(theirs, mine["id"], operation).status_code == 204
+        assert alice in last_log_detail(session)
     assert count(session, TeamMember) == 0
 
 

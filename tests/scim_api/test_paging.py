@@ -32,12 +32,15 @@ def four(scim) -> list[str]:
             "userName": "carol",
             "externalId": "x-2",
             "name": {"familyName": "Smith"},
+            "nickName": "Zoë",
             "emails": [{"value": "carol@x.test"}],
         },
         {
             "userName": "Alice",
             "externalId": "x-3",
             "name": {"familyName": "Jones"},
+            "nickName": "ali",
+            "displayName": "Alice J",
             # sortBy emails.value uses the primary one (RFC 7644 §3.4.2.3), not the first
             "emails": [{"value": "zed@x.test"}, {"value": "alice@x.test", "primary": True}],
             ENTERPRISE: {"department": "b"},
@@ -45,6 +48,8 @@ def four(scim) -> list[str]:
         {
             "userName": "bob",
             "name": {"familyName": "smith"},  # ties with carol's Smith
+            "nickName": "Bobby",
+            "displayName": "bob b",
             "emails": [{"value": "bob@x.test"}],
             ENTERPRISE: {"department": "a"},
         },
@@ -81,6 +86,7 @@ def provision_directly(session, account_id: int, user_names: list[str]) -> None:
                 "licensed": False,
                 "user_name": name,
                 "user_name_key": name.lower(),
+                "scim_resource": {"userName": name, "active": False},
                 "version": 1,
                 "created_at": start + timedelta(seconds=i),
                 "updated_at": start + timedelta(seconds=i),
@@ -101,6 +107,8 @@ SORTED = [
     ("meta.created", ["carol", "Alice", "bob", "Dave"]),
     ("externalId", ["Dave", "carol", "Alice", "bob"]),
     (f"{ENTERPRISE}:department", ["bob", "Alice", "carol", "Dave"]),
+    ("nickName", ["Alice", "bob", "carol", "Dave"]),  # kept in the document
+    ("displayName", ["Alice", "bob", "carol", "Dave"]),
 ]
 
 

@@ -153,13 +153,21 @@ def test_put_replaces_the_user_and_clears_what_is_absent(scim):
     assert body["meta"]["version"] == 'W/"2"'
 
 
-def test_put_without_active_leaves_active_alone(scim):
+def test_put_without_active_clears_it_but_leaves_the_member_deactivated(scim, session):
+    """RFC 7644 §3.5.1: what a PUT leaves out is cleared, so `active` is no longer in the
+    resource; but deactivation is always explicit, so the member stays deactivated (no
+    seat, no access) until the IdP sets active again."""
     user = create(scim)
     patch(scim, user["id"], {"op": "replace", "path": "active", "value": False})
 
     scim("PUT", f"/Users/{user['id']}", json={"schemas": [USER], "userName": user["userName"]})
 
-    assert fetch(scim, user["id"])["active"] is False
+    assert "active" not in fetch(scim, user["id"])
+    session.expire_all()
+    member = session.scalar(select(Membership).where(Membership.scim_id == user["id"]))
+    assert (member.active, member.licensed) == (False, False)
+    patch(scim, user["id"], {"op": "add", "path": "active", "value": True})
+    assert fetch(scim, user["id"])["active"] is True
 
 
 def test_delete_answers_204_and_the_user_is_gone(scim, session):
@@ -177,22 +185,75 @@ def test_delete_answers_204_and_the_user_is_gone(scim, session):
 # --- Attributes ---------------------------------------------------------------------------
 
 
-def test_every_supported_attribute_is_kept_and_returned(scim):
-    created = scim("POST", "/Users", json=FULL)
-    assert created.status_code == 201
+WHOLE = FULL | {
+    "nickName": "Babs",
+    "profileUrl": "https://login.example.com/bjensen",
+    "userType": "Employee",
+    "preferredLanguage": "en-US",
+    "locale": "en-US",
+    "timezone": "America/Los_Angeles",
+    "emails": [
+        {"value": "bjensen@example.com", "type": "work", "primary": True},
+        {"value": "babs@jensen.test", "type": "home"},
+        {"value": "b.jensen@other.test", "type": "other", "display": "Old address"},
+    ],
+    "phoneNumbers": [
+        {"value": "tel:+1-201-555-0123", "type": "work", "primary": True},
+        {"value": "+1 555 0100", "type": "mobile"},
+    ],
+    "ims": [{"value": "someaimhandle", "type": "aim"}],
+    "photos": [
+        {"value": "https://photos.example.com/profilephoto/72930000000Ccne/F", "type": "photo"}
+    ],
+    "addresses": [
+        {
+            "type": "work",
+            "streetAddress": "100 Universal City Plaza",
+            "locality": "Hollywood",
+            "region": "CA",
+            "postalCode": "91608",
+            "country": "USA",
+            "formatted": "100 Universal City Plaza\nHollywood, CA 91608 USA",
+            "primary": True,
+        },
+        {"type": "home", "streetAddress": "456 Hollywood Blvd", "country": "USA"},
+    ],
+    "entitlements": [{"value": "full-access", "display": "Full access"}],
+    "roles": [{"value": "tour-guide", "primary": True}],
+    "x509Certificates": [{"value": "MIIDQzCCAqygAwIBAgICEAAwDQYJKoZIhvcNAQEFBQAwTjELMAkGA1UEBhMC"}],
+}
 
-    body = fetch(scim, created.get_json()["id"])
 
-    for attribute in ("userName", "externalId", "name", "displayName", "title", "active"):
-        assert body[attribute] == FULL[attribute]
-    assert body["emails"] == FULL["emails"]  # type, primary and display included
-    assert body["schemas"] == [USER, ENTERPRISE]
-    enterprise = body[ENTERPRISE]
-    manager = enterprise.pop("manager")
-    assert enterprise == {k: v for k, v in FULL[ENTERPRISE].items() if k != "manager"}
-    manager_id = FULL[ENTERPRISE]["manager"]["value"]
-    assert manager["value"] == manager_id
-    assert manager["$ref"].endswith(f"/Users/{manager_id}")
+def test_every_rfc_attribute_is_kept_and_read_back_as_written(scim):
+    """SPEC F5: the whole resource (RFC 7643 §4.1, §4.3), including several emails,
+    phone numbers and addresses, reads back exactly as written; the manager is not a
+    user of this account, so it comes back as sent, without a `$ref`."""
+    created = scim("POST", "/Users", json=WHOLE)
+    assert created.status_code == 201, created.get_data(as_text=True)
+
+    for body in (created.get_json(), fetch(scim, created.get_json()["id"])):
+        served = {k: v for k, v in body.items() if k not in ("id", "meta", "groups")}
+        assert served == WHOLE
+
+
+def test_a_manager_who_is_a_user_of_the_account_gets_a_ref(scim):
+    """The `$ref` the client can predict: the location of the user the value names."""
+    boss = create(scim, "boss@example.com")
+    user = scim(
+        "POST",
+        "/Users",
+        json={
+            "schemas": [USER, ENTERPRISE],
+            "userName": "report@example.com",
+            ENTERPRISE: {"manager": {"value": boss["id"]}},
+        },
+    ).get_json()
+
+    for body in (user, fetch(scim, user["id"])):
+        assert body[ENTERPRISE]["manager"] == {
+            "value": boss["id"],
+            "$ref": f"{scim.base}/Users/{boss['id']}",
+        }
 
 
 def test_manager_sent_as_a_bare_id_string_is_kept(scim):
@@ -332,41 +393,47 @@ def test_password_is_accepted_never_returned_and_never_stored(scim):
     assert _stored_anywhere("Marker-Pw") == []
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        {"phoneNumbers": [{"value": "+1 555 0100", "type": "work"}]},
-        {"addresses": [{"streetAddress": "100 Universal City Plaza", "type": "work"}]},
-        {"locale": "en-US", "timezone": "America/Los_Angeles", "nickName": "Babs"},
-        {
-            "schemas": [USER, "urn:okta:custom:1.0:User"],
-            "urn:okta:custom:1.0:User": {"badge": "B-42"},
-        },
-    ],
-)
-def test_unknown_attributes_are_accepted_and_dropped(scim, extra):
+def test_an_attribute_no_schema_declares_is_accepted_and_dropped(scim):
+    """The robustness principle for a stray core attribute (no schema has it)."""
     response = scim(
-        "POST", "/Users", json={"schemas": [USER], "userName": "bjensen@example.com"} | extra
+        "POST",
+        "/Users",
+        json={"schemas": [USER], "userName": "bjensen@example.com", "favouriteColour": "teal"},
     )
 
     assert response.status_code == 201, response.get_data(as_text=True)
-    body = fetch(scim, response.get_json()["id"])
-    for name in extra:
-        if name != "schemas":
-            assert name not in body
-    assert "urn:okta:custom:1.0:User" not in str(body)
+    assert "favouriteColour" not in str(fetch(scim, response.get_json()["id"]))
 
 
-def test_patch_of_an_unknown_attribute_changes_nothing(scim):
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_attributes_of_an_extension_we_do_not_serve_are_400_not_dropped(scim, session, method):
+    """SPEC F5: an Okta custom extension would otherwise vanish without a word."""
+    user = create(scim)
+    custom = "urn:okta:custom:1.0:User"
+    body = {"schemas": [USER, custom], "userName": "other", custom: {"badge": "B-42"}}
+    if method == "PATCH":
+        body = {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "path": f"{custom}:badge", "value": "B-42"}],
+        }
+    path = "/Users" if method == "POST" else f"/Users/{user['id']}"
+
+    error = assert_scim_error(scim(method, path, json=body), 400)
+
+    assert custom in error["detail"] and "/Schemas" in error["detail"]
+    assert error["scimType"] == ("invalidPath" if method == "PATCH" else "invalidValue")
+    assert fetch(scim, user["id"]) == user
+    assert memberships(session) == 2
+
+
+def test_patch_of_an_attribute_no_schema_declares_changes_nothing(scim):
     user = create(scim)
 
-    response = patch(
-        scim, user["id"], {"op": "add", "path": "phoneNumbers", "value": [{"value": "555"}]}
-    )
+    response = patch(scim, user["id"], {"op": "add", "path": "favouriteColour", "value": "teal"})
 
     assert response.status_code == 200, response.get_data(as_text=True)
     body = fetch(scim, user["id"])
-    assert "phoneNumbers" not in body
+    assert "favouriteColour" not in body
     assert body["meta"]["version"] == 'W/"1"'
 
 
@@ -830,6 +897,8 @@ def test_a_lone_surrogate_is_400_invalid_value(scim, method, body):
         {"emails": [{"value": "nul\x00@example.com", "primary": True}]},
         {"name": {"givenName": "Bar\x00bara"}},
         {"schemas": [USER, ENTERPRISE], ENTERPRISE: {"manager": "boss\x00"}},
+        {"nickName": "\x00"},
+        {"addresses": [{"locality": "Nul\x00ville"}]},
     ],
 )
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
@@ -850,7 +919,7 @@ def test_a_nul_character_is_400_invalid_value(scim, session, method, attributes)
     assert memberships(session) == 2
 
 
-@pytest.mark.parametrize("attributes", [{"nickName": "\x00"}, {"password": "pw\x00\ud800"}])
+@pytest.mark.parametrize("attributes", [{"favouriteColour": "\x00"}, {"password": "pw\x00\ud800"}])
 def test_a_nul_character_in_what_is_never_stored_is_harmless(scim, attributes):
     """Unknown attributes are dropped and the password is ignored: nothing to refuse."""
     response = scim("POST", "/Users", json={"schemas": [USER], "userName": "a"} | attributes)
