@@ -119,11 +119,20 @@ def load_config(instance_path: str) -> dict:
         "SCIM_TOKEN_GRACE_HOURS": float(os.environ.get("SCIM_TOKEN_GRACE_HOURS", "24")),
         "SCIM_REFRESH_AFTER_DAYS": 90,
         "SCIM_WARNING_DAYS": 20,
-        "SCIM_REQUESTS_PER_SECOND": int(os.environ.get("SCIM_REQUESTS_PER_SECOND", "100")),
-        "SCIM_FAILED_AUTH_PER_SECOND": 10,
-        # SCIM writes one at a time in each worker process; 0 lets every thread in.
+        # SCIM limits (blueprints/scim_api/limits.py). Up to SCIM_FREE_PARALLELISM requests
+        # of a connector at once are never refused; past it, SCIM_RATE_LIMIT applies (a
+        # `limits` rate string), and past SCIM_MAX_IN_FLIGHT, 429 at once. Counted per
+        # process, or across processes and instances in SCIM_LIMITS_STORAGE_URI (redis://).
+        "SCIM_FREE_PARALLELISM": int(os.environ.get("SCIM_FREE_PARALLELISM", "10")),
+        "SCIM_RATE_LIMIT": os.environ.get("SCIM_RATE_LIMIT", "100/second"),
+        "SCIM_MAX_IN_FLIGHT": int(os.environ.get("SCIM_MAX_IN_FLIGHT", "50")),
+        "SCIM_FAILED_AUTH_LIMIT": os.environ.get("SCIM_FAILED_AUTH_LIMIT", "10/second"),
+        "SCIM_LIMITS_STORAGE_URI": os.environ.get("SCIM_LIMITS_STORAGE_URI", ""),
+        # SCIM requests served at once by one worker process, in turn across connectors
+        # (reads, writes); others wait, then 503 with Retry-After. 0 lets every thread in.
+        "SCIM_READERS_PER_PROCESS": int(os.environ.get("SCIM_READERS_PER_PROCESS", "2")),
         "SCIM_WRITERS_PER_PROCESS": int(os.environ.get("SCIM_WRITERS_PER_PROCESS", "1")),
-        "SCIM_WRITERS_WAIT_SECONDS": 30,  # then 503 with Retry-After
+        "SCIM_QUEUE_WAIT_SECONDS": 30,
         "SCIM_LOG_RETENTION_DAYS": 30,
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,

@@ -76,7 +76,7 @@ def main() -> int:
         from app import create_app, db
         from blueprints.common.demo import seed_demo
 
-        app = create_app({"SCIM_REQUESTS_PER_SECOND": 10**9})
+        app = create_app()
         with app.app_context():
             upgrade()
             seeded = seed_demo(with_scim=True)

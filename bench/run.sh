@@ -92,11 +92,10 @@ if [ -z "$SCIM_BASE_URL" ] || [ -z "$SCIM_TOKEN" ]; then
 fi
 export SCIM_BASE_URL SCIM_TOKEN
 
-# The per-connector rate limit (100/s by default) would throttle the benchmark itself.
 # No control socket: its default path is shared by every gunicorn of this user.
 # BENCH_GUNICORN_ARGS replaces the worker model (e.g. "-w 4 --threads 1") for experiments.
 # shellcheck disable=SC2086
-SCIM_REQUESTS_PER_SECOND=100000 "$BIN/gunicorn" ${BENCH_GUNICORN_ARGS:--w 2 --threads 4} \
+"$BIN/gunicorn" ${BENCH_GUNICORN_ARGS:--w 2 --threads 4} \
   -b "127.0.0.1:$PORT" --no-control-socket "$APP" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 

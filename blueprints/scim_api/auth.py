@@ -1,8 +1,13 @@
-"""Bearer authentication, rate limits and the request log for the SCIM blueprint.
+"""Bearer authentication, limits and the request log for the SCIM blueprint.
 
 The connector id is popped from the URL into `g` (Flask's URL-processor pattern); every
-request is checked against that connector's token only (SPEC F5), counted against its
-rate limit, and recorded for the log on the SCIM page, without its body (personal data).
+request is checked against that connector's token only (SPEC F5), admitted by the limits
+(blueprints.scim_api.limits: in flight, rate, turns), and recorded for the log on the SCIM
+page, without its body (personal data).
+
+The bearer check only reads: the connector's last use is stamped with the request's own
+writes at the end (`finish`), so no request holds the database's write lock (SQLite's is
+one for all processes) while it waits for its turn.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import insert
@@ -18,6 +22,7 @@ from sqlalchemy import insert
 from app import db
 from blueprints.common.sql import execute
 from blueprints.scim_api.errors import error_response
+from blueprints.scim_api.limits import Limits
 from blueprints.scim_settings import connector as connectors
 from models import ScimRequestLog, utcnow
 
@@ -45,81 +50,24 @@ def _printable(text: str, limit: int) -> str:
     return text.replace("\x00", "\\0")[:limit]
 
 
-class _Window:
-    """Counts per key (connector or client address) in the current one-second window, in
-    this process.
-
-    Each worker process counts on its own, so the effective limit is per process; that
-    bounds a runaway IdP without a database write per request. Only the current second is
-    kept, so a stream of distinct client addresses cannot grow it without bound.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._second = 0
-        self._counts: dict[str, int] = {}
-
-    def _roll(self) -> None:
-        second = int(time.monotonic())
-        if second != self._second:
-            self._second, self._counts = second, {}
-
-    def add(self, key: str) -> int:
-        """Count one more for `key`; returns the count in the current second."""
-        with self._lock:
-            self._roll()
-            self._counts[key] = self._counts.get(key, 0) + 1
-            return self._counts[key]
-
-    def current(self, key: str) -> int:
-        with self._lock:
-            self._roll()
-            return self._counts.get(key, 0)
-
-    def reset(self) -> None:
-        """Forget every count (tests start from a clean window)."""
-        with self._lock:
-            self._second, self._counts = 0, {}
-
-
 _INSERT_LOG = insert(ScimRequestLog.__table__)
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SEARCHES = frozenset({"scim_api.search_resources", "scim_api.search_all"})  # POST, reads
-_GATES: dict[int, threading.BoundedSemaphore] = {}
-_GATES_LOCK = threading.Lock()
+_LIMITS_LOCK = threading.Lock()
 
 
-def writers_gate(limit: int) -> threading.BoundedSemaphore:
-    """The semaphore that lets `limit` SCIM writes at a time into this process."""
-    gate = _GATES.get(limit)
-    if gate is None:
-        with _GATES_LOCK:
-            gate = _GATES.setdefault(limit, threading.BoundedSemaphore(limit))
-    return gate
+def limits() -> Limits:
+    """This application's SCIM limits, made on first use from its configuration."""
+    extensions = current_app.extensions
+    found = extensions.get("scim_limits")
+    if found is None:
+        with _LIMITS_LOCK:
+            found = extensions.setdefault("scim_limits", Limits(current_app.config))
+    return found
 
 
-def _enter_writers(cfg) -> bool:
-    """Wait for this process's turn to serve a SCIM write; False when the wait is over.
-
-    A worker's threads share one interpreter lock, so two writes in one process never
-    compute at once anyway; letting four in meant that whichever held a database lock
-    (SQLite's writer, or PostgreSQL's lock on the account's seat counter) also waited
-    for the interpreter behind the others between its statements: each create held the
-    writer three times as long, and every process queued behind it. Measured with
-    gunicorn 2 x 4 (bench/README.md): one writer per process took creates from 340/s
-    to 490/s on SQLite and from 220/s to 240/s on PostgreSQL. Reads are not gated."""
-    limit = cfg["SCIM_WRITERS_PER_PROCESS"]
-    if limit <= 0:
-        return True
-    gate = writers_gate(limit)
-    if not gate.acquire(timeout=cfg["SCIM_WRITERS_WAIT_SECONDS"]):
-        return False
-    g.scim_writers = gate
-    return True
-
-
-_requests = _Window()
-_failures = _Window()
+def _too_many(refusal) -> object:
+    return error_response(429, refusal.detail, headers={"Retry-After": str(refusal.retry_after)})
 
 
 def install(bp: Blueprint) -> None:
@@ -133,31 +81,18 @@ def install(bp: Blueprint) -> None:
     def authenticate():
         public_id = g.connector_public_id or ""
         cfg = current_app.config
-        address = request.remote_addr or ""
-        if _failures.current(address) >= cfg["SCIM_FAILED_AUTH_PER_SECOND"]:
-            # A client guessing tokens: refuse before even looking the token up (and
-            # without a log row, so a flood costs no database writes), and before it
-            # queues with the writes.
-            return error_response(
-                429,
-                "Too many failed authentications. Retry after a second.",
-                headers={"Retry-After": "1"},
-            )
-        # A write's turn comes before its first statement: the bearer check may write
-        # (last used), and no thread may hold the database's write lock while it waits.
-        writes = request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
-        if writes and not _enter_writers(cfg):
-            return error_response(
-                503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
-            )
         if _PUBLIC_ID.fullmatch(public_id):
             result = connectors.authenticate(
-                db.session, public_id, request.headers.get("Authorization"), utcnow()
+                db.session, public_id, request.headers.get("Authorization"), utcnow(), False
             )
         else:
             result = connectors.Authentication(None, "unknown")
         if result.reason is not None:
-            _failures.add(address)
+            address = request.remote_addr or ""
+            throttled = limits().failed_authentication(address, public_id[:32])
+            if throttled is not None:
+                # A client guessing tokens: no log row, so a flood costs no writes.
+                return _too_many(throttled)
             # Refused requests to a known connector are logged too: a misconfigured IdP
             # shows up on the SCIM page. Only an accepted one sets `g.scim_connector`.
             g.scim_log_connector = result.connector or _known_connector(public_id)
@@ -171,23 +106,33 @@ def install(bp: Blueprint) -> None:
                 detail = _DETAILS.get(result.reason, _DETAILS["unknown"])
             return error_response(401, detail, headers={"WWW-Authenticate": 'Bearer realm="SCIM"'})
         g.scim_connector = g.scim_log_connector = result.connector
-        if _requests.add(result.connector.public_id) > cfg["SCIM_REQUESTS_PER_SECOND"]:
-            return error_response(
-                429,
-                "Too many requests for this connector. Retry after a second.",
-                headers={"Retry-After": "1"},
-            )
         if (request.content_length or 0) > cfg["MAX_CONTENT_LENGTH"]:
             return error_response(
                 413, f"The request body is over {cfg['MAX_CONTENT_LENGTH']} bytes."
             )
+        admission, refusal = limits().admit(public_id)
+        if refusal is not None:
+            # Not logged: a flood past the limits must cost no database writes.
+            g.scim_log_connector = None
+            return _too_many(refusal)
+        g.scim_admission = admission
+        writes = request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
+        gate = limits().writes if writes else limits().reads
+        if not gate.enter(public_id, limits().wait):
+            return error_response(
+                503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
+            )
+        g.scim_turn = gate
         return None
 
     @bp.teardown_request
-    def leave_writers(_error=None):
-        gate = g.pop("scim_writers", None)
+    def leave(_error=None):
+        gate = g.pop("scim_turn", None)
         if gate is not None:
-            gate.release()
+            gate.leave()
+        admission = g.pop("scim_admission", None)
+        if admission is not None:
+            limits().leave(admission)
 
     @bp.after_request
     def record(response):
@@ -213,6 +158,9 @@ def finish(status: int):
     connector = g.get("scim_log_connector")
     if connector is not None:
         _add_log_row(connector, status)
+    caller = g.get("scim_connector")
+    if caller is not None:
+        connectors.record_use(db.session, caller, utcnow())
     try:
         db.session.commit()
         return None

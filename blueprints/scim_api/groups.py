@@ -144,11 +144,11 @@ def search(session, account_id: int, req, base: str) -> dict:
 
 
 def _write_attributes(team: Team, resource: Group) -> None:
-    name = (resource.display_name or "").strip()
-    if not name:
+    name = resource.display_name or ""
+    if not name.strip():
         raise InvalidValueException(detail="displayName is required and cannot be empty.")
-    team.display_name = text(name, "displayName")
-    team.display_name_key = filters.fold(name)
+    team.display_name = text(name, "displayName")  # kept as written
+    team.display_name_key = filters.fold(name.strip())  # unique without case and spaces
     team.external_id = text(resource.external_id, "externalId")
 
 

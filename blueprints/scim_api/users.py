@@ -400,11 +400,10 @@ def _stored(resource: UserResource, active: bool | None = None) -> tuple[dict, l
     """The membership columns (the document, and the copies of what is looked up often)
     and the email rows for `resource` (PUT semantics: absent means cleared). `active`,
     when given, is written into the document (a create's default)."""
-    user_name = (resource.user_name or "").strip()
-    if not user_name:
+    user_name = resource.user_name or ""
+    if not user_name.strip():
         raise InvalidValueException(detail="userName is required and cannot be empty.")
     doc = document(resource)
-    doc["userName"] = user_name  # as the uniqueness check and the lookups see it
     if active is not None:
         doc["active"] = active
     name = resource.name
@@ -412,7 +411,8 @@ def _stored(resource: UserResource, active: bool | None = None) -> tuple[dict, l
     columns = {
         "scim_resource": doc,
         "user_name": text(user_name, "userName"),
-        "user_name_key": filters.fold(user_name),
+        # Unique and looked up without case and surrounding spaces; kept as written.
+        "user_name_key": filters.fold(user_name.strip()),
         "external_id": text(resource.external_id, "externalId"),
         "display_name": display_name,
         "display_name_key": filters.fold(display_name) if display_name else None,

@@ -343,6 +343,8 @@ class Caller:
     account_id: int
     public_id: str
     expires_at: datetime | None
+    last_used_at: datetime | None = None
+    first_request_at: datetime | None = None
 
 
 @dataclass
@@ -352,7 +354,33 @@ class Authentication:
 
 
 def _caller(row) -> Caller:
-    return Caller(row.id, row.account_id, row.public_id, row.expires_at)
+    return Caller(
+        row.id,
+        row.account_id,
+        row.public_id,
+        row.expires_at,
+        row.last_used_at,
+        row.first_request_at,
+    )
+
+
+def record_use(session, caller: Caller, now: datetime) -> None:
+    """Stamp the connector's first request and last use (to the minute: what the page
+    shows), in the caller's transaction."""
+    if (
+        caller.last_used_at is None
+        or caller.first_request_at is None
+        or now - caller.last_used_at >= timedelta(minutes=1)
+    ):
+        execute(
+            session,
+            _USED,
+            {
+                "connector_id": caller.id,
+                "last_used_at": now,
+                "first_request_at": caller.first_request_at or now,
+            },
+        )
 
 
 def find_caller(session, public_id: str) -> Caller | None:
@@ -362,12 +390,14 @@ def find_caller(session, public_id: str) -> Caller | None:
 
 
 def authenticate(
-    session, public_id: str, authorization: str | None, now: datetime
+    session, public_id: str, authorization: str | None, now: datetime, record: bool = True
 ) -> Authentication:
     """Check `Authorization: Bearer <token>` for connector `public_id` (SPEC F5).
 
     The token only works for its own connector; hashes are compared in constant time;
-    the previous token is accepted until its grace period ends.
+    the previous token is accepted until its grace period ends. With `record`, an accepted
+    token's use is stamped at once; the SCIM API passes False and stamps it with the rest
+    of the request's writes (`record_use`), so that its check writes nothing.
     """
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
@@ -391,20 +421,6 @@ def authenticate(
     caller = _caller(row)
     if row.expires_at is not None and now >= row.expires_at:
         return Authentication(caller, "expired")
-    # Bounded writes: last-used to the minute is what the page shows. Committed with the
-    # rest of the request (the SCIM blueprint commits once, with its log row).
-    if (
-        row.last_used_at is None
-        or row.first_request_at is None
-        or now - row.last_used_at >= timedelta(minutes=1)
-    ):
-        execute(
-            session,
-            _USED,
-            {
-                "connector_id": row.id,
-                "last_used_at": now,
-                "first_request_at": row.first_request_at or now,
-            },
-        )
+    if record:
+        record_use(session, caller, now)
     return Authentication(caller, None)

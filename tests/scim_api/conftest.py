@@ -1,7 +1,7 @@
 """An account with SCIM on and a client for its connector (STYLE §4: the `scim` fixture).
 
-The API's rate limiters are in-process state (blueprints.scim_api.auth); every test starts
-with empty windows so that no test's requests count against another's.
+The API's limits keep counts (blueprints.scim_api.limits): every test starts with empty
+windows so that no test's requests count against another's.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 
 @pytest.fixture(autouse=True)
-def fresh_limits():
-    auth._requests.reset()
-    auth._failures.reset()
+def fresh_limits(app):
+    with app.test_request_context():
+        auth.limits().reset()
     yield
-    auth._requests.reset()
-    auth._failures.reset()
 
 
 @pytest.fixture

@@ -18,11 +18,6 @@ ALICE, BOB, ELODIE, DAVE = "Alice@Example.com", "bob.builder", "ÉLODIE@example.
 EVERYONE = {ALICE, BOB, ELODIE, DAVE}
 
 
-@pytest.fixture
-def config_overrides():
-    return {"SCIM_REQUESTS_PER_SECOND": 100_000}
-
-
 def _created(response) -> dict:
     assert response.status_code == 201, response.get_data(as_text=True)
     return response.get_json()

@@ -20,11 +20,6 @@ SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
 @pytest.fixture
-def config_overrides():
-    return {"SCIM_REQUESTS_PER_SECOND": 100_000}
-
-
-@pytest.fixture
 def four(scim) -> list[str]:
     """carol, Alice, bob, Dave, created in this order (their userNames)."""
     bodies = [

@@ -33,11 +33,6 @@ PROPERTY = settings(
 )
 
 
-@pytest.fixture
-def config_overrides():
-    return {"SCIM_REQUESTS_PER_SECOND": 1_000_000}
-
-
 # --- Strategies ----------------------------------------------------------------------------
 
 # Characters that have broken parsers, LIKE patterns, drivers or databases before.
