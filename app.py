@@ -133,6 +133,9 @@ def load_config(instance_path: str) -> dict:
         "SCIM_READERS_PER_PROCESS": int(os.environ.get("SCIM_READERS_PER_PROCESS", "2")),
         "SCIM_WRITERS_PER_PROCESS": int(os.environ.get("SCIM_WRITERS_PER_PROCESS", "1")),
         "SCIM_QUEUE_WAIT_SECONDS": 30,
+        # Request-log rows are written in batches, this often (seconds; 0 writes each at
+        # once): blueprints/scim_api/request_log.py.
+        "SCIM_LOG_FLUSH_SECONDS": float(os.environ.get("SCIM_LOG_FLUSH_SECONDS", "0.5")),
         "SCIM_LOG_RETENTION_DAYS": 30,
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
@@ -153,8 +156,9 @@ def _fold(value):
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     """SQLite as a server database: foreign keys enforced (ON DELETE CASCADE), WAL so
-    readers never wait for the writer, a busy timeout instead of 'database is locked',
-    LIKE case-sensitive as on PostgreSQL, and a Unicode-aware lower()."""
+    readers never wait for the writer, every commit synced to disk, a busy timeout
+    instead of 'database is locked', LIKE case-sensitive as on PostgreSQL, and a
+    Unicode-aware lower()."""
     import sqlite3
 
     if not isinstance(dbapi_connection, sqlite3.Connection):
@@ -162,6 +166,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk (SQLite's default, said)
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()

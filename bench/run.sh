@@ -23,13 +23,14 @@ if [ "${1:-}" = "--postgres" ]; then
   DB=postgresql
   shift
 fi
-# --reference: serve bench/thin_app.py (the thinnest durable Flask + SQLAlchemy create)
-# instead of the app, for the creates phase only: the ceiling our figures are read against.
+# --reference: serve bench/thin_app.py (the thinnest durable Flask + SQLAlchemy server)
+# instead of the app, for the phases it answers (lookups at 1,000 users, creates, paging):
+# the ceiling our figures are read against.
 APP='app:create_app()'
 if [ "${1:-}" = "--reference" ]; then
   APP='bench.thin_app:create_app()'
   shift
-  set -- --phases creates "$@"
+  set -- --phases lookups1k,creates,paging "$@"
 fi
 
 WORK="$(mktemp -d /tmp/scim-bench.XXXXXX)"

@@ -97,6 +97,7 @@ def _test_config(url: str) -> dict:
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_COST": 1024,
         "SSO_ALLOW_LOCAL_IDP": True,  # the test OpenID provider runs on http://localhost
+        "SCIM_LOG_FLUSH_SECONDS": 0,  # the request log written at once: tests read it next
     }
 
 

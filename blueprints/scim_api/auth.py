@@ -17,14 +17,13 @@ import re
 import threading
 
 from flask import Blueprint, current_app, g, request
-from sqlalchemy import insert
 
 from app import db
-from blueprints.common.sql import execute
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_api.limits import Limits
+from blueprints.scim_api.request_log import RequestLog
 from blueprints.scim_settings import connector as connectors
-from models import ScimRequestLog, utcnow
+from models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ def _printable(text: str, limit: int) -> str:
     return text.replace("\x00", "\\0")[:limit]
 
 
-_INSERT_LOG = insert(ScimRequestLog.__table__)
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SEARCHES = frozenset({"scim_api.search_resources", "scim_api.search_all"})  # POST, reads
 _LIMITS_LOCK = threading.Lock()
@@ -145,10 +143,26 @@ def install(bp: Blueprint) -> None:
         return finish(response.status_code) or response
 
 
+def request_log():
+    """This application's queue of request-log rows (request_log.py)."""
+    extensions = current_app.extensions
+    found = extensions.get("scim_request_log")
+    if found is None:
+        with _LIMITS_LOCK:
+            found = extensions.setdefault(
+                "scim_request_log",
+                RequestLog(
+                    current_app._get_current_object(), current_app.config["SCIM_LOG_FLUSH_SECONDS"]
+                ),
+            )
+    return found
+
+
 def finish(status: int):
-    """Commit the request's work with its log row (method, resource, `status`): one
-    transaction, one commit per request. Returns None once saved, or the 503 to answer
-    when the commit failed (the work is rolled back, the failure logged).
+    """Save the request: commit its changes, if any (one transaction, one commit), and
+    hand its log row and the connector's use to the batched request log. Returns None once
+    saved, or the 503 to answer when the commit failed (the work is rolled back, the
+    failure logged).
 
     `record` calls it after every response; a create calls it before building its
     response body, so SQLite's write lock (and PostgreSQL's lock on the account's seat
@@ -156,46 +170,39 @@ def finish(status: int):
     """
     g.scim_finished = True
     connector = g.get("scim_log_connector")
-    if connector is not None:
-        _add_log_row(connector, status)
     caller = g.get("scim_connector")
-    if caller is not None:
-        connectors.record_use(db.session, caller, utcnow())
-    try:
-        db.session.commit()
-        return None
-    except Exception:
-        db.session.rollback()
-        log.exception("could not commit a SCIM request")
-    failed = error_response(
-        503, "The change could not be saved; retry shortly.", headers={"Retry-After": "1"}
+    now = utcnow()
+    use = (caller.id, now) if caller is not None and connectors.use_due(caller, now) else None
+    changed = (
+        status < 400 and request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
     )
-    if connector is not None:
-        try:  # the log must never turn an answer into another error
-            _add_log_row(connector, failed.status_code)
+    if changed:
+        try:
             db.session.commit()
         except Exception:
             db.session.rollback()
-            log.exception("could not record a SCIM request")
-    return failed
+            log.exception("could not commit a SCIM request")
+            failed = error_response(
+                503, "The change could not be saved; retry shortly.", headers={"Retry-After": "1"}
+            )
+            if connector is not None:
+                request_log().add(_log_row(connector, failed.status_code), use)
+            return failed
+    # A read's transaction ends when Flask-SQLAlchemy removes the session.
+    request_log().add(_log_row(connector, status) if connector is not None else None, use)
+    return None
 
 
-def _add_log_row(connector: connectors.Caller, status: int) -> None:
+def _log_row(connector: connectors.Caller, status: int) -> dict:
     resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
     detail = g.get("scim_error_detail") or g.get("scim_log_note")
-    # A Core INSERT: the row is never read back in this request, so the ORM's unit of
-    # work (identity map, flush ordering) would be pure overhead on every SCIM call.
-    execute(
-        db.session,
-        _INSERT_LOG,
-        {
-            "connector_id": connector.id,
-            "method": request.method[:10],
-            "resource": _printable(resource, 300),
-            "status": status,
-            "outcome": "success" if status < 400 else "failure",
-            "detail": _printable(detail, 500) if detail else None,
-            "remote_addr": _printable(request.remote_addr, 45) if request.remote_addr else None,
-            "created_at": utcnow(),
-        },
-    )
+    return {
+        "connector_id": connector.id,
+        "method": request.method[:10],
+        "resource": _printable(resource, 300),
+        "status": status,
+        "outcome": "success" if status < 400 else "failure",
+        "detail": _printable(detail, 500) if detail else None,
+        "remote_addr": _printable(request.remote_addr, 45) if request.remote_addr else None,
+        "created_at": utcnow(),
+    }

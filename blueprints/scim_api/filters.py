@@ -60,6 +60,13 @@ def fold(value: str) -> str:
     return POLICY.comparison_key(_CASE_INSENSITIVE, value)
 
 
+def key(value: str) -> str:
+    """What a key column (userName, displayName, emails.value) stores: the value folded,
+    without surrounding spaces. Unique and looked up in this form, so that an IdP's
+    `userName eq " bob"` finds the "bob" that a create of " bob" would collide with."""
+    return fold(value.strip())
+
+
 class _CaseInsensitive:
     case_exact = False
 
@@ -300,7 +307,7 @@ def _parse_datetime(value: Any, where: str) -> datetime:
         ) from None
 
 
-def _storable(value: str, where: str) -> str:
+def storable_operand(value: str, where: str) -> str:
     """A string operand the database can bind: the parser decodes JSON escapes, so
     `"\\u0000"` (PostgreSQL refuses NUL in text) and a lone surrogate `"\\ud800"` (not
     encodable as UTF-8) reached the driver and were a 500. No stored value holds either
@@ -337,8 +344,10 @@ def compare(column: Column, op: Op, value: Any, where: str) -> ColumnElement:
     else:
         if not isinstance(value, str):
             raise _bad(f"{where} is a string: compare it with a quoted value")
-        value = _storable(value, where)
-        if not column.case_exact:
+        value = storable_operand(value, where)
+        if column.kind == "key" and op in (Op.eq, Op.ne):
+            value = key(value)
+        elif not column.case_exact:
             value = fold(value)
             if column.kind != "key":
                 expr = func.lower(expr)

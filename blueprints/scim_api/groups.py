@@ -92,26 +92,26 @@ def members_of(session, team_ids: list[int]) -> dict[int, list[tuple[str, str | 
 
 
 def payload(team: Team, members: list[tuple[str, str | None]] | None, base: str) -> dict:
-    return {
-        "schemas": [CORE_GROUP],
-        "id": team.scim_id,
-        "externalId": team.external_id,
-        "displayName": team.display_name,
-        "members": [
+    """The group as JSON (before attributes/excludedAttributes), without empty values."""
+    body = {"schemas": [CORE_GROUP], "id": team.scim_id}
+    if team.external_id is not None:
+        body["externalId"] = team.external_id
+    body["displayName"] = team.display_name
+    if members:
+        body["members"] = [
             {"value": scim_id, "$ref": f"{base}/Users/{scim_id}", "type": "User", "display": d}
             if d is not None
             else {"value": scim_id, "$ref": f"{base}/Users/{scim_id}", "type": "User"}
-            for scim_id, d in members or ()
+            for scim_id, d in members
         ]
-        or None,
-        "meta": {
-            "resourceType": "Group",
-            "created": timestamp(team.created_at),
-            "lastModified": timestamp(team.updated_at),
-            "location": f"{base}/Groups/{team.scim_id}",
-            "version": etag(team.version),
-        },
+    body["meta"] = {
+        "resourceType": "Group",
+        "created": timestamp(team.created_at),
+        "lastModified": timestamp(team.updated_at),
+        "location": f"{base}/Groups/{team.scim_id}",
+        "version": etag(team.version),
     }
+    return body
 
 
 def show(session, team: Team, base: str, params) -> dict:
@@ -137,7 +137,7 @@ def search(session, account_id: int, req, base: str) -> dict:
         ).all()
         members = members_of(session, [t.id for t in teams]) if wants(req, MEMBERS) else {}
         resources = [render(Group, payload(t, members.get(t.id), base), req) for t in teams]
-    return list_response(Group, total, window.start, resources)
+    return list_response(total, window.start, resources)
 
 
 # --- Writing ------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def _write_attributes(team: Team, resource: Group) -> None:
     if not name.strip():
         raise InvalidValueException(detail="displayName is required and cannot be empty.")
     team.display_name = text(name, "displayName")  # kept as written
-    team.display_name_key = filters.fold(name.strip())  # unique without case and spaces
+    team.display_name_key = filters.key(name)  # unique without case and surrounding spaces
     team.external_id = text(resource.external_id, "externalId")
 
 

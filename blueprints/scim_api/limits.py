@@ -8,9 +8,10 @@ refusing a well-behaved one (SPEC F5 "Too many requests").
 - **Never refused:** a connector with at most `SCIM_FREE_PARALLELISM` requests in flight
   (10 by default: Okta sends about 5 at once, Entra ID about 10). A client with one
   request in flight at a time is never refused, whatever its rate.
-- **Rate:** past that parallelism, the connector's requests are held to `SCIM_RATE_LIMIT`
+- **Rate:** the requests that arrive past that parallelism are held to `SCIM_RATE_LIMIT`
   (a moving window of the `limits` library, the engine of Flask-Limiter, in the same
-  store); over it, 429 with Retry-After = the seconds until the window has room.
+  store; the requests within the parallelism are not counted); over it, 429 with
+  Retry-After = the seconds until the window has room.
   Flask-Limiter itself checks in the application's before_request, before the SCIM
   bearer check has said which connector is calling, or how many of its requests are in
   flight, so its engine is used directly.
@@ -208,8 +209,7 @@ class Limits:
             count, lease = counter.enter(key)
             admission = Admission(key, lease, counter)
             if self.free >= count <= self.cap:
-                window.hit(self.rate, "scim", key)  # counted, never refused
-                return admission, None
+                return admission, None  # within the connector's usual parallelism
             refusal = None
             if count > self.cap:
                 refusal = Refusal(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from flask import request
@@ -16,7 +17,6 @@ from scim2_models import (
     InvalidPathException,
     InvalidSyntaxException,
     InvalidValueException,
-    ListResponse,
     PreconditionFailedException,
     SCIMException,
     SearchRequest,
@@ -186,7 +186,13 @@ def search_request(model, values: dict) -> SearchRequest:
         data["sortOrder"] = data["sortOrder"].strip().lower()
     data.setdefault("schemas", ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"])
     with PROVIDER:
-        return SearchRequest[model].model_validate(data)
+        return searching(model).model_validate(data)
+
+
+@lru_cache(maxsize=8)
+def searching(model) -> type[SearchRequest]:
+    """SearchRequest[model], made once: parametrising it costs more than a lookup."""
+    return SearchRequest[model]
 
 
 def response_parameters(model, values: dict) -> SearchRequest | None:
@@ -230,11 +236,11 @@ def wants(req: SearchRequest | None, attribute: str) -> bool:
 def render(model, payload: dict, params: SearchRequest | None) -> dict:
     """The resource as the client asked for it. Without attributes/excludedAttributes
     the payload (built from stored, already validated values, with the attributes the
-    schema returns by default) is the answer, less its empty values: the pydantic round
-    trip cost more than the rest of a create. tests/scim_api/test_render.py holds both
-    paths to the same output."""
+    schema returns by default, no empty value: see `prune`) is the answer: the pydantic
+    round trip cost more than the rest of a create. tests/scim_api/test_render.py holds
+    both paths to the same output."""
     if params is None or not (params.attributes or params.excluded_attributes):
-        return prune(payload)
+        return payload
     with PROVIDER:
         resource = model.model_validate(payload)
         return resource.model_dump(
@@ -244,7 +250,8 @@ def render(model, payload: dict, params: SearchRequest | None) -> dict:
 
 def prune(value):
     """`value` without None, empty lists and empty objects (SCIM omits unassigned
-    attributes, RFC 7643 §2.5)."""
+    attributes, RFC 7643 §2.5). Stored documents are pruned when written, and payloads
+    are built without empty values, so nothing is pruned on the way out."""
     if isinstance(value, dict):
         pruned = {k: prune(v) for k, v in value.items()}
         return {k: v for k, v in pruned.items() if v is not None and v != [] and v != {}}
@@ -258,12 +265,16 @@ def timestamp(moment) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def list_response(model, total: int, start: int, resources: list[dict]) -> dict:
-    response = ListResponse[model](
-        total_results=total,
-        start_index=start,
-        items_per_page=len(resources),
-    )
-    body = response.model_dump(scim_ctx=Context.SEARCH_RESPONSE)
-    body["Resources"] = resources
-    return body
+LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+
+
+def list_response(total: int, start: int, resources: list[dict]) -> dict:
+    """RFC 7644 §3.4.2 ListResponse (written out: parametrising scim2-models' generic
+    ListResponse for every answer cost more than a lookup)."""
+    return {
+        "schemas": [LIST_RESPONSE],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }

@@ -15,7 +15,7 @@ from scim2_models import Path, ScimFilter, SearchRequest
 from sqlalchemy import and_, cast, func, literal, null, select, union_all
 
 from blueprints.scim_api import filters, groups, users
-from blueprints.scim_api.resources import list_response, page, render, wants
+from blueprints.scim_api.resources import list_response, page, render, searching, wants
 from blueprints.scim_api.schemas import PROVIDER, Group, UserResource
 from models import Membership, Team
 
@@ -44,7 +44,7 @@ def _parameters(req: SearchRequest, model) -> SearchRequest | None:
     if req.attributes:
         values = {"attributes": own(req.attributes) or ["id"]}
     with PROVIDER:
-        return SearchRequest[model].model_validate({k: v for k, v in values.items() if v})
+        return searching(model).model_validate({k: v for k, v in values.items() if v})
 
 
 def search_all(session, account_id: int, req: SearchRequest, base: str) -> dict:
@@ -91,7 +91,7 @@ def search_all(session, account_id: int, req: SearchRequest, base: str) -> dict:
             .limit(window.count)
         ).all()
     resources = _render(session, account_id, req, base, listed)
-    return list_response(UserResource | Group, totals, window.start, resources)
+    return list_response(totals, window.start, resources)
 
 
 def _render(session, account_id: int, req, base: str, listed) -> list[dict]:

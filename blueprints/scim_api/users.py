@@ -42,6 +42,7 @@ from scim2_models import (
     PatchOp,
     UniquenessException,
 )
+from scim2_models.path import CompareOperator, Comparison
 from sqlalchemy import and_, bindparam, func, insert, or_, select
 from sqlalchemy.orm import selectinload
 
@@ -57,6 +58,7 @@ from blueprints.scim_api.resources import (
     etag,
     list_response,
     page,
+    prune,
     refuse_unknown_patch_schemas,
     refuse_unknown_schemas,
     render,
@@ -135,44 +137,57 @@ _CLASH = (
     )
     .limit(2)
 )
-# The person with an email, and their membership here if they have one (to adopt it).
-_PERSON = (
-    select(_USERS.c.id, _MEMBERS.c.id, _MEMBERS.c.source, _MEMBERS.c.user_name)
-    .select_from(
-        _USERS.outerjoin(
-            _MEMBERS,
-            and_(
-                _MEMBERS.c.user_id == _USERS.c.id,
-                _MEMBERS.c.account_id == bindparam("account_id"),
-            ),
-        )
-    )
-    .where(_USERS.c.email_key == bindparam("email_key"))
-    .limit(1)
-)
 _INSERT_PERSON = insert(_USERS).returning(_USERS.c.id)
 _INSERT_MEMBER = insert(_MEMBERS).returning(_MEMBERS.c.id)
 _INSERT_EMAILS = insert(MemberEmail.__table__)
 _ACCOUNTS = Account.__table__
-# The account's name (an email's subject) and whether a domain is one of its verified
-# ones, in one query: the domain is outer-joined, so the name comes back either way.
-_DOMAIN_AND_NAME = (
-    select(_ACCOUNTS.c.name, _DOMAINS.c.id)
+_ACCOUNT_NAME = select(_ACCOUNTS.c.name).where(_ACCOUNTS.c.id == bindparam("account_id"))
+
+
+def _taken(column, parameter: str):
+    return (
+        select(_MEMBERS.c.id)
+        .where(_MEMBERS.c.account_id == bindparam("account_id"), column == bindparam(parameter))
+        .exists()
+    )
+
+
+_PERSON_HERE = _MEMBERS.alias("person_here")
+# Everything a create reads before it writes, in one statement (IdPs create thousands at
+# once, and each statement costs more than its lookup): whether the userName or the
+# externalId is taken, the account's name (for the emails), whether the email's domain
+# is one of its verified ones, and the person with that email and their membership here.
+_BEFORE_CREATE = (
+    select(
+        _taken(_MEMBERS.c.user_name_key, "key").label("user_name_taken"),
+        _taken(_MEMBERS.c.external_id, "external_id").label("external_id_taken"),
+        _ACCOUNTS.c.name.label("account_name"),
+        _DOMAINS.c.id.label("domain_id"),
+        _USERS.c.id.label("person_id"),
+        _PERSON_HERE.c.id.label("member_id"),
+        _PERSON_HERE.c.source,
+        _PERSON_HERE.c.user_name,
+    )
     .select_from(
         _ACCOUNTS.outerjoin(
             _DOMAINS,
             and_(
                 _DOMAINS.c.account_id == _ACCOUNTS.c.id,
                 _DOMAINS.c.status == "verified",
-                _DOMAINS.c.name == bindparam("name"),
+                _DOMAINS.c.name == bindparam("domain"),
+            ),
+        )
+        .outerjoin(_USERS, _USERS.c.email_key == bindparam("email_key"))
+        .outerjoin(
+            _PERSON_HERE,
+            and_(
+                _PERSON_HERE.c.user_id == _USERS.c.id,
+                _PERSON_HERE.c.account_id == _ACCOUNTS.c.id,
             ),
         )
     )
     .where(_ACCOUNTS.c.id == bindparam("account_id"))
 )
-
-
-_ACCOUNT_NAME = select(_ACCOUNTS.c.name).where(_ACCOUNTS.c.id == bindparam("account_id"))
 
 
 def _account_name(session, account_id: int) -> str:
@@ -221,18 +236,20 @@ def get(session, account_id: int, scim_id: str, for_write: bool = False) -> Memb
     return member
 
 
+_GROUPS_OF = (
+    select(TeamMember.membership_id, Team.scim_id, Team.display_name)
+    .join(Team, Team.id == TeamMember.team_id)
+    .where(TeamMember.membership_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Team.id)
+)
+
+
 def groups_of(session, membership_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
     """Each member's teams as (id, displayName), for the read-only `groups`."""
     found: dict[int, list[tuple[str, str]]] = {}
     if not membership_ids:
         return found
-    rows = session.execute(
-        select(TeamMember.membership_id, Team.scim_id, Team.display_name)
-        .join(Team, Team.id == TeamMember.team_id)
-        .where(TeamMember.membership_id.in_(membership_ids))
-        .order_by(Team.id)
-    )
-    for membership_id, scim_id, display in rows:
+    for membership_id, scim_id, display in execute(session, _GROUPS_OF, {"ids": membership_ids}):
         found.setdefault(membership_id, []).append((scim_id, display))
     return found
 
@@ -275,10 +292,11 @@ def payload(member, groups: list[tuple[str, str]], base: str, managers=frozenset
         body[ENTERPRISE] = dict(
             enterprise, manager=dict(enterprise["manager"], **{"$ref": f"{base}/Users/{manager}"})
         )
-    body["groups"] = [
-        {"value": scim_id, "$ref": f"{base}/Groups/{scim_id}", "display": display, "type": "direct"}
-        for scim_id, display in groups
-    ] or None
+    if groups:
+        body["groups"] = [
+            {"value": i, "$ref": f"{base}/Groups/{i}", "display": display, "type": "direct"}
+            for i, display in groups
+        ]
     body["meta"] = {
         "resourceType": "User",
         "created": timestamp(member.created_at),
@@ -297,8 +315,48 @@ def show(session, member, base: str, params) -> dict:
     return render(UserResource, payload(member, groups, base, managers), params)
 
 
+_CORE = CORE_USER.lower()
+_LOOKUP_COLUMNS = {
+    f"{_CORE}:username": (Membership.user_name_key, filters.key),
+    f"{_CORE}:externalid": (Membership.external_id, lambda v: v),
+}
+_LOOKUPS = {
+    urn: select(*SHOWN).where(
+        Membership.account_id == bindparam("account_id"),
+        Membership.source == "scim",
+        column == bindparam("value"),
+    )
+    for urn, (column, _) in _LOOKUP_COLUMNS.items()
+}
+
+
+def _lookup(req) -> tuple[str, str] | None:
+    """(urn, value) when the filter is one `userName eq "…"` or `externalId eq "…"`, the
+    query an IdP sends before every create: answered by a statement built once, on the
+    unique index, rather than compiled from the filter's tree each time."""
+    if req.filter is None or (req.start_index or 1) > 1:
+        return None
+    node = req.filter.ast
+    if not (isinstance(node, Comparison) and node.op == CompareOperator.eq):
+        return None
+    if not isinstance(node.value, str) or node.attr_path.sub_attr is not None:
+        return None
+    binding = req.filter.resolve_comparison(node.attr_path, strict=False)
+    urn = binding.urn.lower() if binding is not None else None
+    if urn not in _LOOKUPS:
+        return None
+    return urn, _LOOKUP_COLUMNS[urn][1](filters.storable_operand(node.value, urn))
+
+
 def search(session, account_id: int, req, base: str) -> dict:
     """GET /Users and POST /Users/.search: filter, sort and page in SQL."""
+    window = page(req)
+    lookup = _lookup(req)
+    if lookup is not None:
+        urn, value = lookup
+        found = execute(session, _LOOKUPS[urn], {"account_id": account_id, "value": value})
+        rows = found.all()
+        return _listed(session, account_id, req, base, rows[: window.count], len(rows), 1)
     where = and_(
         Membership.account_id == account_id,
         Membership.source == "scim",
@@ -306,7 +364,6 @@ def search(session, account_id: int, req, base: str) -> dict:
     )
     descending = req.sort_order is not None and req.sort_order.value == "descending"
     order = filters.order_by("User", req.sort_by, descending)
-    window = page(req)
     rows = []
     if window.count:
         # One statement, so one snapshot: the page's ids are found by walking the index
@@ -325,6 +382,11 @@ def search(session, account_id: int, req, base: str) -> dict:
         total = len(rows)  # the whole result is on this page (a lookup by userName, say)
     else:
         total = session.scalar(select(func.count()).select_from(Membership).where(where))
+    return _listed(session, account_id, req, base, rows, total, window.start)
+
+
+def _listed(session, account_id: int, req, base: str, rows, total: int, start: int) -> dict:
+    """The ListResponse of a page of users (rows of SHOWN)."""
     resources: list[dict] = []
     if rows:
         groups = groups_of(session, [r.id for r in rows]) if wants(req, "groups") else {}
@@ -333,7 +395,7 @@ def search(session, account_id: int, req, base: str) -> dict:
             render(UserResource, payload(r, groups.get(r.id, []), base, managers), req)
             for r in rows
         ]
-    return list_response(UserResource, total, window.start, resources)
+    return list_response(total, start, resources)
 
 
 # --- Writing ------------------------------------------------------------------------------
@@ -388,9 +450,9 @@ def document(resource: UserResource) -> dict:
     wrote, as scim2-models normalises it, less the id, meta and groups (ours) and the
     password (never stored). 400 for what no database can hold or no limit admits."""
     with PROVIDER:
-        doc = resource.model_dump(exclude={"password", "id", "meta", "groups", "schemas"})
-    if ENTERPRISE in doc and not doc[ENTERPRISE]:
-        del doc[ENTERPRISE]  # an empty extension object: nothing was written there
+        dumped = resource.model_dump(exclude={"password", "id", "meta", "groups", "schemas"})
+    # Empty values are unassigned (RFC 7643 §2.5): an empty extension object, `emails: []`.
+    doc = prune(dumped)
     _storable(doc)
     _sized(doc)
     return doc
@@ -412,10 +474,10 @@ def _stored(resource: UserResource, active: bool | None = None) -> tuple[dict, l
         "scim_resource": doc,
         "user_name": text(user_name, "userName"),
         # Unique and looked up without case and surrounding spaces; kept as written.
-        "user_name_key": filters.fold(user_name.strip()),
+        "user_name_key": filters.key(user_name),
         "external_id": text(resource.external_id, "externalId"),
         "display_name": display_name,
-        "display_name_key": filters.fold(display_name) if display_name else None,
+        "display_name_key": filters.key(display_name) if display_name else None,
         "given_name": text(name.given_name, "name.givenName") if name else None,
         "family_name": text(name.family_name, "name.familyName") if name else None,
     }
@@ -426,7 +488,7 @@ def _stored(resource: UserResource, active: bool | None = None) -> tuple[dict, l
             {
                 "position": position,
                 "value": value,
-                "value_key": filters.fold(value) if value else None,
+                "value_key": filters.key(value) if value else None,
                 "type": text(e.type, "emails.type"),
                 "primary": bool(e.primary),
                 "display": text(e.display, "emails.display"),
@@ -593,8 +655,8 @@ def _queue(session, member: Membership, pending: list, account_name: str) -> Non
 
 
 def create(session, connector, body: dict, now: datetime) -> Membership | NewUser:
-    """POST /Users. Lean on purpose (IdPs create thousands at once): one uniqueness probe,
-    one domain lookup, one person lookup, then the inserts and the seat."""
+    """POST /Users. Lean on purpose (IdPs create thousands at once): one statement reads
+    what the checks need, then the inserts and the seat."""
     refuse_unknown_schemas(body, USER_SCHEMAS)
     resource = validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST)
     account_id = connector.account_id
@@ -602,30 +664,38 @@ def create(session, connector, body: dict, now: datetime) -> Membership | NewUse
     active = True if resource.active is None else resource.active
     columns, emails = _stored(resource, active=active)
     email = member_email(resource)
+    before = execute(
+        session,
+        _BEFORE_CREATE,
+        {
+            "account_id": account_id,
+            "key": columns["user_name_key"],
+            "external_id": columns["external_id"],
+            "domain": email_domain(email) if email is not None else None,
+            "email_key": email_key(email) if email is not None else None,
+        },
+    ).one()
     # userName and externalId first: a repeated create is a 409 about the userName. The
     # unique constraints decide when two creates race past this check.
-    _check_unique(session, account_id, columns)
-    verified, account_name = False, None
-    if email is not None:
-        account_name, domain_id = execute(
-            session, _DOMAIN_AND_NAME, {"account_id": account_id, "name": email_domain(email)}
-        ).one()
-        verified = domain_id is not None
+    if before.user_name_taken:
+        raise UniquenessException(detail=f"A user with userName {columns['user_name']!r} exists.")
+    if before.external_id_taken:
+        raise UniquenessException(
+            detail=f"A user with externalId {columns['external_id']!r} exists."
+        )
+    account_name = before.account_name
+    verified = email is not None and before.domain_id is not None
     member = person_id = None
-    if verified:
-        # The person, if they exist, and their membership here if they are already a
-        # (manual) member, which is then adopted: one query for both.
-        found = execute(
-            session, _PERSON, {"account_id": account_id, "email_key": email_key(email)}
-        ).first()
-        if found is not None:
-            person_id, member_id, source, user_name = found
-            if source == "scim":
-                raise UniquenessException(
-                    detail=f"The email {email} already belongs to the user {user_name!r}."
-                )
-            if member_id is not None:
-                member = session.get(Membership, member_id)
+    if verified and before.person_id is not None:
+        # The person exists; if they are already a (manual) member here, the membership
+        # is adopted.
+        person_id = before.person_id
+        if before.source == "scim":
+            raise UniquenessException(
+                detail=f"The email {email} already belongs to the user {before.user_name!r}."
+            )
+        if before.member_id is not None:
+            member = session.get(Membership, before.member_id)
     if member is None:
         return _insert_new(
             session,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit, outbox
@@ -328,10 +328,13 @@ _CALLER = select(
     _connectors.c.last_used_at,
     _connectors.c.first_request_at,
 ).where(_connectors.c.public_id == bindparam("public_id"))
-_USED = (
+USED = (
     update(_connectors)
     .where(_connectors.c.id == bindparam("connector_id"))
-    .values(last_used_at=bindparam("last_used_at"), first_request_at=bindparam("first_request_at"))
+    .values(
+        last_used_at=bindparam("now"),
+        first_request_at=func.coalesce(_connectors.c.first_request_at, bindparam("now")),
+    )
 )
 
 
@@ -364,23 +367,20 @@ def _caller(row) -> Caller:
     )
 
 
-def record_use(session, caller: Caller, now: datetime) -> None:
-    """Stamp the connector's first request and last use (to the minute: what the page
-    shows), in the caller's transaction."""
-    if (
+def use_due(caller: Caller, now: datetime) -> bool:
+    """Whether the connector's first request or last use is to be stamped now (last use
+    to the minute: what the page shows, without a write per request)."""
+    return (
         caller.last_used_at is None
         or caller.first_request_at is None
         or now - caller.last_used_at >= timedelta(minutes=1)
-    ):
-        execute(
-            session,
-            _USED,
-            {
-                "connector_id": caller.id,
-                "last_used_at": now,
-                "first_request_at": caller.first_request_at or now,
-            },
-        )
+    )
+
+
+def record_use(session, caller: Caller, now: datetime) -> None:
+    """Stamp the connector's first request and last use, in the caller's transaction."""
+    if use_due(caller, now):
+        execute(session, USED, {"connector_id": caller.id, "now": now})
 
 
 def find_caller(session, public_id: str) -> Caller | None:

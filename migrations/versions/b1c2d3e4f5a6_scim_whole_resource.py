@@ -160,7 +160,7 @@ def upgrade():
             {
                 "row_id": r.id,
                 "doc": _document(r, emails.get(r.id)) if r.source == "scim" else None,
-                "key": _fold(r.display_name) if r.display_name else None,
+                "key": _fold(r.display_name.strip()) if r.display_name else None,
             }
             for r in rows
         ]

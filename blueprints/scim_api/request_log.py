@@ -1,0 +1,103 @@
+"""The SCIM request log's rows (SPEC F4, F5: every request is recorded, without its body).
+
+Written in its own transaction, a row would cost every read a transaction of its own (on
+SQLite a turn of the one write lock and a sync to disk: the largest part of a lookup's
+time), and every write a statement inside its lock. The rows, and the connectors' last
+use, are handed to a thread of the process instead, which writes whatever has gathered in
+one transaction every `SCIM_LOG_FLUSH_SECONDS`. The page polls the log every 10 s, so the
+delay goes unseen. This is an operational log, not the audit trail: a process killed
+outright loses at most that interval of rows (a normal shutdown writes them). With the
+setting at 0 (the tests), each row is written at once, after the request's own commit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from datetime import datetime
+
+from sqlalchemy import insert, select
+
+from models import ScimConnector, ScimRequestLog
+
+log = logging.getLogger(__name__)
+
+INSERT = insert(ScimRequestLog.__table__)
+CONNECTORS = ScimConnector.__table__
+MAX_PENDING = 20_000  # rows kept while the database can't be written; then the oldest go
+
+
+class RequestLog:
+    """Rows waiting to be written, and the thread that writes them, for one app."""
+
+    def __init__(self, app, interval: float):
+        self.app = app
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._rows: list[dict] = []
+        self._uses: dict[int, datetime] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dropped = 0
+
+    def add(self, row: dict | None, use: tuple[int, datetime] | None) -> None:
+        """Queue a log row and a connector's use (either may be None)."""
+        with self._lock:
+            if row is not None:
+                self._rows.append(row)
+                if len(self._rows) > MAX_PENDING:
+                    del self._rows[0]
+                    self._dropped += 1
+            if use is not None:
+                self._uses[use[0]] = use[1]
+            if self.interval > 0 and self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="scim-request-log", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.flush)
+        if self.interval <= 0:
+            self.flush()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what has gathered, in one transaction; returns the rows written. On
+        failure the rows stay queued for the next turn."""
+        from app import db  # late: app imports the blueprints
+        from blueprints.scim_settings.connector import USED
+
+        with self._lock:
+            rows, uses = self._rows, self._uses
+            self._rows, self._uses = [], {}
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            log.warning("SCIM request log: %s rows dropped while the database was down", dropped)
+        if not rows and not uses:
+            return 0
+        try:
+            with self.app.app_context(), db.engine.begin() as conn:
+                if rows:
+                    # A connector deleted since (its account gone) takes its rows along.
+                    wanted = {row["connector_id"] for row in rows}
+                    known = set(
+                        conn.scalars(select(CONNECTORS.c.id).where(CONNECTORS.c.id.in_(wanted)))
+                    )
+                    rows = [row for row in rows if row["connector_id"] in known]
+                if rows:
+                    conn.execute(INSERT, rows)
+                for connector_id, now in uses.items():
+                    conn.execute(USED, {"connector_id": connector_id, "now": now})
+        except Exception:
+            log.exception("could not write %s SCIM request log rows; retrying", len(rows))
+            with self._lock:
+                self._rows[:0] = rows
+                for connector_id, now in uses.items():
+                    self._uses.setdefault(connector_id, now)
+            return 0
+        return len(rows)
