@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, g, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
@@ -80,7 +81,10 @@ def load_config(instance_path: str) -> dict:
         "SECRET_KEY": secret,
         "BASE_URL": base_url,
         "SQLALCHEMY_DATABASE_URI": db_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # No ping per checkout (a round trip before every request's first query): a
+        # connection the server dropped fails once, is invalidated with the pool, and that
+        # request is a 503 to retry; connections are renewed every half hour anyway.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
         "MAIL_SERVER": mail_server,
         "MAIL_PORT": int(os.environ.get("MAIL_PORT", "25")),
         "MAIL_USE_TLS": _env_bool("MAIL_USE_TLS", False),
@@ -236,7 +240,9 @@ def _sqlite_end(conn, end: str) -> None:
     A commit that fails raises here, as SQLAlchemy's error for it: a failed COMMIT may
     have rolled the transaction back, and the second COMMIT would then succeed on nothing
     and report the lost work as saved. A failed rollback is left to SQLAlchemy's own."""
-    if "sqlite_writer" not in conn.info:
+    # Another database, or a connection invalidated under us (whose info can't be read:
+    # the pool's "invalidate" event gives its locks back).
+    if conn.dialect.name != "sqlite" or conn.invalidated or "sqlite_writer" not in conn.info:
         return
     dbapi_connection = None
     try:
@@ -269,6 +275,13 @@ def _sqlite_rollback(conn) -> None:
 def _sqlite_reset(dbapi_connection, connection_record, reset_state) -> None:
     """A connection returned with its transaction still open gives the locks back too."""
     if "sqlite_writer" in connection_record.info:
+        _sqlite_release(connection_record.info)
+
+
+@event.listens_for(Pool, "invalidate")
+def _sqlite_invalidated(dbapi_connection, connection_record, exception) -> None:
+    """So does a connection thrown away after an error."""
+    if connection_record is not None and "sqlite_writer" in connection_record.info:
         _sqlite_release(connection_record.info)
 
 
@@ -336,6 +349,17 @@ def _install_request_hooks(app: Flask) -> None:
         return response
 
 
+class BrowserSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, for the pages only: the SCIM API is bearer-
+    authenticated and never reads a session (STYLE §2), so its requests neither open
+    one (an IdP sends no cookie) nor ever set one."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/scim/"):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
 class IdConverter(IntegerConverter):
     """`<id:name>`: a row id in a URL. Beyond what an integer key holds is no row (404);
     werkzeug's `int` took 99999999999, which PostgreSQL refused in the query: a 500."""
@@ -347,6 +371,7 @@ class IdConverter(IntegerConverter):
 def create_app(overrides: dict | None = None) -> Flask:
     """Build the application; `overrides` replace environment configuration."""
     app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or None)
+    app.session_interface = BrowserSessions()
     app.url_map.converters["id"] = IdConverter
     app.config.update(load_config(app.instance_path))
     if overrides:

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from app import db
@@ -73,6 +74,17 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(error: Exception):
         if isinstance(error, HTTPException):
             return http_error(error)
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            # The database dropped the connection (a restart): the pool reconnects, and
+            # the person retries (SQLAlchemy pings no connection before using it).
+            log.warning("database connection lost; reconnecting: %s", type(error.orig).__name__)
+            db.session.rollback()
+            return render_template(
+                "errors/error.html",
+                code=503,
+                title="Try again",
+                message="The connection to the database was reset. Reload the page.",
+            ), 503
         log.exception("unhandled error")
         db.session.rollback()
         return render_template(

@@ -9,6 +9,7 @@ session layer is skipped for statements that load no ORM objects.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 from sqlalchemy import Boolean, Executable, String, Table
@@ -140,3 +141,28 @@ def upsert_rows(
         first_pk = next(iter(table.primary_key.columns))
         changed += len(execute(session, statement.returning(first_pk)).all())
     return changed
+
+
+class json_rows(FunctionElement):
+    """An aggregate: the rows of its group as one JSON array of arrays, one per row, of
+    the given columns (`[[1, "a"], [2, "b"]]`); NULL, or "[]", over no rows. It lets a
+    page of users carry each one's teams in the page's own statement (a correlated
+    subquery) instead of a second round trip."""
+
+    name = "json_rows"
+    inherit_cache = True
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element, compiler, **kw):
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element, compiler, **kw):
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+def json_value(value):
+    """A JSON column or aggregate as Python: psycopg parses it, SQLite hands back text."""
+    return json.loads(value) if isinstance(value, str) else value

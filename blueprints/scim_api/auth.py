@@ -64,6 +64,18 @@ def limits() -> Limits:
     return found
 
 
+def _without_transaction() -> bool:
+    """Whether this read runs its statements outside a transaction (PostgreSQL, and no
+    group's members streamed)."""
+    view_args = request.view_args or {}
+    return (
+        not db.session().in_transaction()  # (a test client sharing its caller's session)
+        and view_args.get("kind") != "Groups"
+        and request.endpoint != "scim_api.search_all"
+        and db.session.get_bind().dialect.name == "postgresql"
+    )
+
+
 def _too_many(refusal) -> object:
     return error_response(429, refusal.detail, headers={"Retry-After": str(refusal.retry_after)})
 
@@ -79,6 +91,14 @@ def install(bp: Blueprint) -> None:
     def authenticate():
         public_id = g.connector_public_id or ""
         cfg = current_app.config
+        writes = request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
+        if not writes and _without_transaction():
+            # A read of users commits nothing: on PostgreSQL its statements run without a
+            # transaction (no BEGIN and ROLLBACK round trips; each statement is one
+            # snapshot, and a page is one statement). SQLite's driver reads outside
+            # transactions already. Groups stream their members through a server-side
+            # cursor, which needs a transaction.
+            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         if _PUBLIC_ID.fullmatch(public_id):
             result = connectors.authenticate(
                 db.session, public_id, request.headers.get("Authorization"), utcnow(), False
@@ -114,7 +134,6 @@ def install(bp: Blueprint) -> None:
             g.scim_log_connector = None
             return _too_many(refusal)
         g.scim_admission = admission
-        writes = request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
         gate = limits().writes if writes else limits().reads
         if not gate.enter(public_id, limits().wait):
             return error_response(
@@ -125,9 +144,7 @@ def install(bp: Blueprint) -> None:
 
     @bp.teardown_request
     def leave(_error=None):
-        gate = g.pop("scim_turn", None)
-        if gate is not None:
-            gate.leave()
+        _leave_turn()
         admission = g.pop("scim_admission", None)
         if admission is not None:
             limits().leave(admission)
@@ -141,6 +158,13 @@ def install(bp: Blueprint) -> None:
         if response.status_code >= 400:
             db.session.rollback()  # an error changes nothing (SPEC F5, "Errors")
         return finish(response.status_code) or response
+
+
+def _leave_turn() -> None:
+    """Give the process's turn (read or write) to the next request waiting for it."""
+    gate = g.pop("scim_turn", None)
+    if gate is not None:
+        gate.leave()
 
 
 def request_log():
@@ -179,6 +203,7 @@ def finish(status: int):
     if changed:
         try:
             db.session.commit()
+            _leave_turn()  # the answer is rendered outside the process's write turn
         except Exception:
             db.session.rollback()
             log.exception("could not commit a SCIM request")

@@ -100,11 +100,11 @@ def _render(session, account_id: int, req, base: str, listed) -> list[dict]:
     shown: dict[tuple[int, int], dict] = {}
     if user_ids:
         params = _parameters(req, UserResource)
-        rows = session.execute(select(*users.SHOWN).where(Membership.id.in_(user_ids))).all()
-        teams = users.groups_of(session, user_ids) if wants(params, "groups") else {}
+        columns = users.shown(wants(params, "groups"))
+        rows = session.execute(select(*columns).where(Membership.id.in_(user_ids))).all()
         managers = users.known_managers(session, account_id, [r.scim_resource for r in rows])
         for r in rows:
-            body = users.payload(r, teams.get(r.id, []), base, managers)
+            body = users.payload(r, users.teams_of(r), base, managers)
             shown[0, r.id] = render(UserResource, body, params)
     if team_ids:
         params = _parameters(req, Group)

@@ -49,7 +49,7 @@ from sqlalchemy.orm import selectinload
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
 from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
-from blueprints.common.sql import execute
+from blueprints.common.sql import execute, json_rows, json_value
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import email_domain
 from blueprints.scim_api import filters
@@ -206,6 +206,7 @@ def _verified(session, account_id: int, email: str) -> bool:
 # What rendering a user needs, read as plain values (no ORM object per row).
 SHOWN = (
     Membership.id,
+    Membership.account_id,
     Membership.scim_id,
     Membership.scim_resource,
     Membership.active,
@@ -213,6 +214,26 @@ SHOWN = (
     Membership.created_at,
     Membership.updated_at,
 )
+# The user's teams for `groups`, in the user's own row (no second round trip for a page):
+# [[team row id, group id, displayName], ...].
+_TEAMS = (
+    select(json_rows(Team.id, Team.scim_id, Team.display_name))
+    .select_from(TeamMember.__table__.join(Team.__table__, Team.id == TeamMember.team_id))
+    .where(TeamMember.membership_id == Membership.id)
+    .scalar_subquery()
+    .label("teams")
+)
+
+
+def shown(groups: bool) -> tuple:
+    """The columns a page of users is read with; with their teams when `groups` is shown."""
+    return (*SHOWN, _TEAMS) if groups else SHOWN
+
+
+def teams_of(row) -> list[tuple[str, str]]:
+    """(group id, displayName) of each team in a row read with `shown(True)`."""
+    found = json_value(getattr(row, "teams", None)) or []
+    return [(scim_id, display) for _, scim_id, display in sorted(found)]
 
 
 def get(session, account_id: int, scim_id: str, for_write: bool = False) -> Membership:
@@ -321,12 +342,13 @@ _LOOKUP_COLUMNS = {
     f"{_CORE}:externalid": (Membership.external_id, lambda v: v),
 }
 _LOOKUPS = {
-    urn: select(*SHOWN).where(
+    (urn, groups): select(*shown(groups)).where(
         Membership.account_id == bindparam("account_id"),
         Membership.source == "scim",
         column == bindparam("value"),
     )
     for urn, (column, _) in _LOOKUP_COLUMNS.items()
+    for groups in (True, False)
 }
 
 
@@ -343,7 +365,7 @@ def _lookup(req) -> tuple[str, str] | None:
         return None
     binding = req.filter.resolve_comparison(node.attr_path, strict=False)
     urn = binding.urn.lower() if binding is not None else None
-    if urn not in _LOOKUPS:
+    if urn not in _LOOKUP_COLUMNS:
         return None
     return urn, _LOOKUP_COLUMNS[urn][1](filters.storable_operand(node.value, urn))
 
@@ -351,11 +373,12 @@ def _lookup(req) -> tuple[str, str] | None:
 def search(session, account_id: int, req, base: str) -> dict:
     """GET /Users and POST /Users/.search: filter, sort and page in SQL."""
     window = page(req)
+    groups = wants(req, "groups")
     lookup = _lookup(req)
     if lookup is not None:
         urn, value = lookup
-        found = execute(session, _LOOKUPS[urn], {"account_id": account_id, "value": value})
-        rows = found.all()
+        statement = _LOOKUPS[urn, groups]
+        rows = execute(session, statement, {"account_id": account_id, "value": value}).all()
         return _listed(session, account_id, req, base, rows[: window.count], len(rows), 1)
     where = and_(
         Membership.account_id == account_id,
@@ -377,7 +400,9 @@ def search(session, account_id: int, req, base: str) -> dict:
             .limit(window.count)
             .correlate(None)
         )
-        rows = session.execute(select(*SHOWN).where(Membership.id.in_(ids)).order_by(*order)).all()
+        rows = execute(
+            session, select(*shown(groups)).where(Membership.id.in_(ids)).order_by(*order)
+        ).all()
     if window.start == 1 and len(rows) < window.count:
         total = len(rows)  # the whole result is on this page (a lookup by userName, say)
     else:
@@ -386,15 +411,9 @@ def search(session, account_id: int, req, base: str) -> dict:
 
 
 def _listed(session, account_id: int, req, base: str, rows, total: int, start: int) -> dict:
-    """The ListResponse of a page of users (rows of SHOWN)."""
-    resources: list[dict] = []
-    if rows:
-        groups = groups_of(session, [r.id for r in rows]) if wants(req, "groups") else {}
-        managers = known_managers(session, account_id, [r.scim_resource for r in rows])
-        resources = [
-            render(UserResource, payload(r, groups.get(r.id, []), base, managers), req)
-            for r in rows
-        ]
+    """The ListResponse of a page of users (rows of `shown`)."""
+    managers = known_managers(session, account_id, [r.scim_resource for r in rows])
+    resources = [render(UserResource, payload(r, teams_of(r), base, managers), req) for r in rows]
     return list_response(total, start, resources)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from blueprints.scim_settings import connector as service
 from models import AuditEvent, OutboxEmail, ScimConnector, utcnow
-from tests.scim_api.conftest import Scim, assert_401
+from tests.scim_api.conftest import Scim, assert_401, assert_scim_error
 
 SPC = "/ServiceProviderConfig"
 
@@ -139,3 +139,17 @@ def test_new_token_works_and_old_fails_after_disable_and_enable(scim, session, i
     assert_401(scim("GET", SPC))
     assert scim("GET", SPC, token=again.token).status_code == 200
     assert again.connector.public_id == issued.connector.public_id  # the URL never changes
+
+
+def test_a_dropped_database_connection_is_503_with_retry_after_then_served(
+    scim, drop_database_connections
+):
+    """PostgreSQL restarted under the pool: the IdP gets one 503 it retries, not a 500."""
+    assert scim("GET", SPC).status_code == 200
+    drop_database_connections()
+
+    first = scim("GET", SPC)
+
+    assert_scim_error(first, 503)
+    assert first.headers["Retry-After"] == "1"
+    assert scim("GET", SPC).status_code == 200
