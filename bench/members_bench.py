@@ -38,10 +38,7 @@ import os
 import platform
 import random
 import resource
-import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
@@ -49,8 +46,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+from scratch import ROOT, scratch  # bench/scratch.py (this script runs from bench/)
+
 HX = {"HX-Request": "true", "HX-Current-URL": "http://localhost/enterprise/members"}
 BIG_TEAM, SMALL_TEAMS, SMALL_TEAM_SIZE = 50_000, 19, 500
 
@@ -84,14 +81,6 @@ def person(i: int) -> tuple[str, str, str]:
     given = FIRST[i % len(FIRST)]
     family = LAST[(i // len(FIRST)) % len(LAST)]
     return given, family, f"{given}.{family}.{i}@acme.test".lower()
-
-
-def _pg(statement: str) -> None:
-    import psycopg
-
-    url = PG_URL.replace("postgresql+psycopg://", "postgresql://", 1) + "/postgres"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def fingerprint() -> str:
@@ -509,36 +498,24 @@ def main() -> int:
     kind = "postgresql" if args.postgres else "sqlite"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.json_out or ROOT / "bench" / "results" / f"members-{kind}-{stamp}.json")
-    work = tempfile.mkdtemp(prefix="members-bench.")
-    database = None
-    if args.postgres:
-        database = f"members_bench_{secrets.token_hex(4)}"
-        _pg(f"CREATE DATABASE {database}")
-        os.environ["DATABASE_URL"] = f"{PG_URL}/{database}"
-    else:
-        os.environ["DATABASE_URL"] = f"sqlite:///{work}/members.db"
-    os.environ["INSTANCE_PATH"] = f"{work}/instance"
-    os.environ["BASE_URL"] = "http://127.0.0.1:5000"
-    os.environ["SCHEDULER_ENABLED"] = "0"
-    sys.path.insert(0, str(ROOT))
-    env = {
-        "db": kind,
-        "database_url": os.environ["DATABASE_URL"],
-        "members": args.members,
-        "repeats": args.repeats,
-        "cores": os.cpu_count(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "python": platform.python_version(),
-        "code": fingerprint(),
-        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-        "started": stamp,
-    }
-    print(
-        f"members bench: db={kind} ({env['database_url']}), members={args.members:,}, "
-        f"repeats={args.repeats}, cores={env['cores']}, {env['machine']}, "
-        f"python {env['python']}, code {env['code']}, load {env['load_avg_start']}"
-    )
-    try:
+    with scratch(args.postgres, "members-bench"):
+        env = {
+            "db": kind,
+            "database_url": os.environ["DATABASE_URL"],
+            "members": args.members,
+            "repeats": args.repeats,
+            "cores": os.cpu_count(),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "python": platform.python_version(),
+            "code": fingerprint(),
+            "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+            "started": stamp,
+        }
+        print(
+            f"members bench: db={kind} ({env['database_url']}), members={args.members:,}, "
+            f"repeats={args.repeats}, cores={env['cores']}, {env['machine']}, "
+            f"python {env['python']}, code {env['code']}, load {env['load_avg_start']}"
+        )
         from flask_migrate import upgrade
         from sqlalchemy import select
 
@@ -623,10 +600,6 @@ def main() -> int:
             + "\n"
         )
         print(f"results: {out}")
-    finally:
-        if database:
-            _pg(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

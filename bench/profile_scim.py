@@ -19,23 +19,10 @@ import cProfile
 import io
 import os
 import pstats
-import secrets
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
-
-
-def _pg(statement: str) -> None:
-    import psycopg
-
-    url = PG_URL.replace("postgresql+psycopg://", "postgresql://", 1) + "/postgres"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement)
+from scratch import scratch  # bench/scratch.py (this script runs from bench/)
 
 
 def body(i: int) -> dict:
@@ -62,19 +49,7 @@ def main() -> int:
     parser.add_argument("--case", choices=["create", "lookup", "page"], default="create")
     args = parser.parse_args()
 
-    work = tempfile.mkdtemp(prefix="scim-profile.")
-    database = None
-    if args.postgres:
-        database = f"scim_bench_{secrets.token_hex(4)}"
-        _pg(f"CREATE DATABASE {database}")
-        os.environ["DATABASE_URL"] = f"{PG_URL}/{database}"
-    else:
-        os.environ["DATABASE_URL"] = f"sqlite:///{work}/profile.db"
-    os.environ["INSTANCE_PATH"] = f"{work}/instance"
-    os.environ["BASE_URL"] = "http://127.0.0.1:5000"
-    os.environ["SCHEDULER_ENABLED"] = "0"
-    sys.path.insert(0, str(ROOT))
-    try:
+    with scratch(args.postgres, "scim-profile"):
         from flask_migrate import upgrade
 
         from app import create_app, db
@@ -149,10 +124,6 @@ def main() -> int:
             print(out.getvalue().split("\n", 4)[-1].rstrip())
         with app.app_context():
             db.engine.dispose()
-    finally:
-        if database:
-            _pg(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -99,7 +99,19 @@ def install(bp: Blueprint) -> None:
             # transactions already. Groups stream their members through a server-side
             # cursor, which needs a transaction.
             db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        if _PUBLIC_ID.fullmatch(public_id):
+        # In flight from its arrival (its wait included), then its turn, then the token.
+        key = public_id if _PUBLIC_ID.fullmatch(public_id) else "-"
+        admission, refusal = limits().arrive(key)
+        if refusal is not None:
+            return _too_many(refusal)  # not logged: a flood must cost no writes
+        g.scim_admission = admission
+        gate = limits().writes if writes else limits().reads
+        if not gate.enter(key, limits().wait):
+            return error_response(
+                503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
+            )
+        g.scim_turn = gate
+        if key != "-":
             result = connectors.authenticate(
                 db.session, public_id, request.headers.get("Authorization"), utcnow(), False
             )
@@ -107,7 +119,7 @@ def install(bp: Blueprint) -> None:
             result = connectors.Authentication(None, "unknown")
         if result.reason is not None:
             address = request.remote_addr or ""
-            throttled = limits().failed_authentication(address, public_id[:32])
+            throttled = limits().failed_authentication(address, key)
             if throttled is not None:
                 # A client guessing tokens: no log row, so a flood costs no writes.
                 return _too_many(throttled)
@@ -124,22 +136,14 @@ def install(bp: Blueprint) -> None:
                 detail = _DETAILS.get(result.reason, _DETAILS["unknown"])
             return error_response(401, detail, headers={"WWW-Authenticate": 'Bearer realm="SCIM"'})
         g.scim_connector = g.scim_log_connector = result.connector
+        refusal = limits().check_rate(admission)
+        if refusal is not None:
+            g.scim_log_connector = None  # not logged: a flood must cost no writes
+            return _too_many(refusal)
         if (request.content_length or 0) > cfg["MAX_CONTENT_LENGTH"]:
             return error_response(
                 413, f"The request body is over {cfg['MAX_CONTENT_LENGTH']} bytes."
             )
-        admission, refusal = limits().admit(public_id)
-        if refusal is not None:
-            # Not logged: a flood past the limits must cost no database writes.
-            g.scim_log_connector = None
-            return _too_many(refusal)
-        g.scim_admission = admission
-        gate = limits().writes if writes else limits().reads
-        if not gate.enter(public_id, limits().wait):
-            return error_response(
-                503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
-            )
-        g.scim_turn = gate
         return None
 
     @bp.teardown_request

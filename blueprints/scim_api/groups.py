@@ -38,15 +38,14 @@ from blueprints.common.sql import upsert_rows
 from blueprints.scim_api import filters
 from blueprints.scim_api.resources import (
     check_if_match,
-    etag,
     list_response,
+    meta,
     page,
     refuse_unknown_patch_schemas,
     refuse_unknown_schemas,
     render,
     storable,
     text,
-    timestamp,
     usable_id,
     validate,
     wants,
@@ -104,13 +103,7 @@ def payload(team: Team, members: list[tuple[str, str | None]] | None, base: str)
             else {"value": scim_id, "$ref": f"{base}/Users/{scim_id}", "type": "User"}
             for scim_id, d in members
         ]
-    body["meta"] = {
-        "resourceType": "Group",
-        "created": timestamp(team.created_at),
-        "lastModified": timestamp(team.updated_at),
-        "location": f"{base}/Groups/{team.scim_id}",
-        "version": etag(team.version),
-    }
+    body["meta"] = meta("Group", team, f"{base}/Groups/{team.scim_id}")
     return body
 
 

@@ -23,6 +23,9 @@ refusing a well-behaved one (SPEC F5 "Too many requests").
   database's write lock must not wait for the interpreter behind the others. Waiting
   requests are let in connector by connector in turn (`FairGate`), so a flood from one
   connector delays another's request by at most one request, not by its whole queue.
+  The turn is taken before the bearer check (which is work too), keyed by the
+  connector id in the URL: requests with a wrong token to a connector's URL wait in that
+  connector's line, never in another's.
 - **Failed authentication:** `SCIM_FAILED_AUTH_LIMIT` per client address and connector,
   counted only when a token is refused: a request with a valid token is never throttled
   for other tokens' failures, and IdPs sharing one egress address (every Okta customer)
@@ -155,11 +158,13 @@ class Refusal:
 
 @dataclass
 class Admission:
-    """A request counted in flight; `leave` when it is answered."""
+    """A request counted in flight (`count` with it, at its arrival); `leave` when it
+    is answered."""
 
     key: str
     lease: str | None
     counter: object
+    count: int
 
 
 class Limits:
@@ -202,34 +207,40 @@ class Limits:
         reset = window.get_window_stats(item, *identifiers).reset_time
         return max(1, math.ceil(reset - time.time()))
 
-    def admit(self, key: str) -> tuple[Admission | None, Refusal | None]:
-        """Count a request of connector `key` in flight, or say why it is refused."""
+    def arrive(self, key: str) -> tuple[Admission | None, Refusal | None]:
+        """Count a request to connector `key` in flight from its arrival (waiting for its
+        turn included), or refuse it at once past the cap."""
 
         def enter(window, counter):
             count, lease = counter.enter(key)
-            admission = Admission(key, lease, counter)
-            if self.free >= count <= self.cap:
-                return admission, None  # within the connector's usual parallelism
-            refusal = None
             if count > self.cap:
-                refusal = Refusal(
+                counter.leave(key, lease)
+                return None, Refusal(
                     f"Too many requests for this connector at once (over {self.cap} in "
                     "flight). Retry after a second.",
                     1,
                 )
-            elif not window.hit(self.rate, "scim", key):
-                seconds = self._retry_after(window, self.rate, "scim", key)
-                refusal = Refusal(
-                    f"Too many requests for this connector: more than {self.free} at once "
-                    f"and over its limit of {self.rate}. Retry after {seconds} second(s).",
-                    seconds,
-                )
-            if refusal is not None:
-                counter.leave(key, lease)
-                return None, refusal
-            return admission, None
+            return Admission(key, lease, counter, count), None
 
         return self._call(enter)
+
+    def check_rate(self, admission: Admission) -> Refusal | None:
+        """A request that arrived past its connector's usual parallelism counts against
+        the connector's rate; a Refusal when that is over."""
+        if admission.count <= self.free:
+            return None  # within the connector's usual parallelism: never refused
+
+        def hit(window, counter):
+            if window.hit(self.rate, "scim", admission.key):
+                return None
+            seconds = self._retry_after(window, self.rate, "scim", admission.key)
+            return Refusal(
+                f"Too many requests for this connector: more than {self.free} at once "
+                f"and over its limit of {self.rate}. Retry after {seconds} second(s).",
+                seconds,
+            )
+
+        return self._call(hit)
 
     def leave(self, admission: Admission) -> None:
         try:

@@ -260,6 +260,17 @@ def prune(value):
     return value
 
 
+def meta(resource_type: str, row, location: str) -> dict:
+    """A resource's `meta` (RFC 7643 §3.1) from its row's times and version."""
+    return {
+        "resourceType": resource_type,
+        "created": timestamp(row.created_at),
+        "lastModified": timestamp(row.updated_at),
+        "location": location,
+        "version": etag(row.version),
+    }
+
+
 def timestamp(moment) -> str:
     """RFC 3339 in UTC with a Z, as scim2-models writes meta dates."""
     return moment.isoformat().replace("+00:00", "Z")

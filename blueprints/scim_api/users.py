@@ -55,8 +55,8 @@ from blueprints.domains.services import email_domain
 from blueprints.scim_api import filters
 from blueprints.scim_api.resources import (
     check_if_match,
-    etag,
     list_response,
+    meta,
     page,
     prune,
     refuse_unknown_patch_schemas,
@@ -64,7 +64,6 @@ from blueprints.scim_api.resources import (
     render,
     storable,
     text,
-    timestamp,
     validate,
     wants,
 )
@@ -318,13 +317,7 @@ def payload(member, groups: list[tuple[str, str]], base: str, managers=frozenset
             {"value": i, "$ref": f"{base}/Groups/{i}", "display": display, "type": "direct"}
             for i, display in groups
         ]
-    body["meta"] = {
-        "resourceType": "User",
-        "created": timestamp(member.created_at),
-        "lastModified": timestamp(member.updated_at),
-        "location": f"{base}/Users/{member.scim_id}",
-        "version": etag(member.version),
-    }
+    body["meta"] = meta("User", member, f"{base}/Users/{member.scim_id}")
     return body
 
 

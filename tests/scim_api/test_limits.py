@@ -94,7 +94,7 @@ def test_past_its_parallelism_a_connector_is_held_to_its_rate(app, scim, other_i
     """With another request of the connector in flight, each new one counts against the
     rate; over it, 429 with the seconds until the moving window has room again."""
     limits = _limits(app)
-    held, _ = limits.admit(scim.issued.connector.public_id)  # one request in flight
+    held, _ = limits.arrive(scim.issued.connector.public_id)  # one request in flight
     try:
         responses = [scim("GET", SPC) for _ in range(4)]
         theirs = Scim(scim.client, other_issued)("GET", SPC)
@@ -114,7 +114,7 @@ def test_past_its_parallelism_a_connector_is_held_to_its_rate(app, scim, other_i
 @pytest.mark.parametrize("config_overrides", [{"SCIM_MAX_IN_FLIGHT": 3}])
 def test_more_than_the_cap_in_flight_is_refused_at_once(app, scim, other_issued):
     limits = _limits(app)
-    held = [limits.admit(scim.issued.connector.public_id)[0] for _ in range(3)]
+    held = [limits.arrive(scim.issued.connector.public_id)[0] for _ in range(3)]
     try:
         refused = scim("GET", SPC)
         theirs = Scim(scim.client, other_issued)("GET", SPC)

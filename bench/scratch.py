@@ -1,0 +1,51 @@
+"""A throwaway place for a benchmark that runs the app itself: a temp directory and a
+fresh database (SQLite inside it, or a scratch PostgreSQL database dropped afterwards),
+set in the environment the app reads (DATABASE_URL, INSTANCE_PATH, BASE_URL)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def pg(statement: str) -> None:
+    """Run one statement on the server's maintenance database, outside a transaction."""
+    import psycopg
+
+    url = PG_URL.replace("postgresql+psycopg://", "postgresql://", 1) + "/postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@contextmanager
+def scratch(postgres: bool, name: str) -> Iterator[dict]:
+    """The environment of a fresh database named after `name`; removed on the way out."""
+    work = tempfile.mkdtemp(prefix=f"{name}.")
+    database = None
+    env = {
+        "INSTANCE_PATH": f"{work}/instance",
+        "BASE_URL": "http://127.0.0.1:5000",
+        "SCHEDULER_ENABLED": "0",
+        "DATABASE_URL": f"sqlite:///{work}/{name}.db",
+    }
+    if postgres:
+        database = f"{name.replace('-', '_')}_{secrets.token_hex(4)}"
+        pg(f"CREATE DATABASE {database}")
+        env["DATABASE_URL"] = f"{PG_URL}/{database}"
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    try:
+        yield env
+    finally:
+        if database:
+            pg(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        shutil.rmtree(work, ignore_errors=True)
