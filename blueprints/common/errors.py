@@ -78,18 +78,11 @@ def register_error_handlers(app: Flask) -> None:
             # The database dropped the connection (a restart): the pool reconnects, and
             # the person retries (SQLAlchemy pings no connection before using it).
             log.warning("database connection lost; reconnecting: %s", type(error.orig).__name__)
-            db.session.rollback()
-            return render_template(
-                "errors/error.html",
-                code=503,
-                title="Try again",
-                message="The connection to the database was reset. Reload the page.",
-            ), 503
-        log.exception("unhandled error")
+            code, title = 503, "Try again"
+            message = "The connection to the database was reset. Reload the page."
+        else:
+            log.exception("unhandled error")
+            code, title = 500, "Something went wrong"
+            message = "The error has been logged. Nothing was changed; please try again."
         db.session.rollback()
-        return render_template(
-            "errors/error.html",
-            code=500,
-            title="Something went wrong",
-            message="The error has been logged. Nothing was changed; please try again.",
-        ), 500
+        return render_template("errors/error.html", code=code, title=title, message=message), code

@@ -27,9 +27,14 @@ def execute(session, statement: Executable, params: dict | list | None = None):
     return session.connection().execute(statement, params)
 
 
+def _insert(dialect: str):
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
 @lru_cache(maxsize=64)
 def _insert_or_ignore(dialect: str, table: Table, key: tuple[str, ...]):
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = _insert(dialect)
     first_pk = next(iter(table.primary_key.columns))
     return insert(table).on_conflict_do_nothing(index_elements=list(key)).returning(first_pk)
 
@@ -41,6 +46,22 @@ def insert_or_ignore(session, table: Table, values: dict, key: list[str]) -> boo
     inserted: the rowcount of such an insert is not reliable (psycopg reports none)."""
     statement = _insert_or_ignore(session.get_bind().dialect.name, table, tuple(key))
     return execute(session, statement, values).first() is not None
+
+
+def upsert_rows(session, table: Table, rows: list[dict], key: list[str], update, where) -> int:
+    """INSERT … ON CONFLICT (key) DO UPDATE SET update(excluded) WHERE where(excluded), in
+    multi-row statements. Returns how many rows went in or were changed (RETURNING counts
+    them: the rowcount of such a statement is not reliable on psycopg)."""
+    insert = _insert(session.get_bind().dialect.name)
+    first_pk = next(iter(table.primary_key.columns))
+    changed = 0
+    for start in range(0, len(rows), 500):
+        statement = insert(table).values(rows[start : start + 500])
+        statement = statement.on_conflict_do_update(
+            index_elements=key, set_=update(statement.excluded), where=where(statement.excluded)
+        )
+        changed += len(execute(session, statement.returning(first_pk)).all())
+    return changed
 
 
 # --- JSON documents (SCIM attributes kept in `membership.scim_resource`) ----------------
@@ -114,33 +135,6 @@ def _json_field_sqlite(element, compiler, **kw):
 def _json_field_postgresql(element, compiler, **kw):
     text = f"({compiler.process(element.source, **kw)} ->> '{element.key}')"
     return f"CAST({text} AS BOOLEAN)" if isinstance(element.type, Boolean) else text
-
-
-def _dialect_insert(session):
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
-def upsert_rows(
-    session, table: Table, rows: list[dict], key: list[str], update: dict | None = None, where=None
-) -> int:
-    """INSERT … ON CONFLICT (key) DO NOTHING, or DO UPDATE SET `update` WHERE `where`, in
-    multi-row statements (`update` and `where` are callables of the `excluded` row).
-    Returns how many rows went in or were changed (RETURNING counts them: the rowcount of
-    such a statement is not reliable on psycopg)."""
-    changed = 0
-    for start in range(0, len(rows), 500):
-        statement = _dialect_insert(session)(table).values(rows[start : start + 500])
-        if update is None:
-            statement = statement.on_conflict_do_nothing(index_elements=key)
-        else:
-            statement = statement.on_conflict_do_update(
-                index_elements=key,
-                set_=update(statement.excluded),
-                where=where(statement.excluded) if where is not None else None,
-            )
-        first_pk = next(iter(table.primary_key.columns))
-        changed += len(execute(session, statement.returning(first_pk)).all())
-    return changed
 
 
 class json_rows(FunctionElement):

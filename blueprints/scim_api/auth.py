@@ -5,9 +5,9 @@ request is checked against that connector's token only (SPEC F5), admitted by th
 (blueprints.scim_api.limits: in flight, rate, turns), and recorded for the log on the SCIM
 page, without its body (personal data).
 
-The bearer check only reads: the connector's last use is stamped with the request's own
-writes at the end (`finish`), so no request holds the database's write lock (SQLite's is
-one for all processes) while it waits for its turn.
+The bearer check only reads: the connector's last use is stamped by the batched request
+log (request_log.py) with the request's log row, so no request holds the database's write
+lock (SQLite's is one for all processes) while it waits for its turn.
 """
 
 from __future__ import annotations
@@ -51,17 +51,37 @@ def _printable(text: str, limit: int) -> str:
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SEARCHES = frozenset({"scim_api.search_resources", "scim_api.search_all"})  # POST, reads
-_LIMITS_LOCK = threading.Lock()
+_PER_APP_LOCK = threading.Lock()
+
+
+def _per_app(name: str, make):
+    """The application's `name` object (`current_app.extensions`), made once by `make()`."""
+    extensions = current_app.extensions
+    found = extensions.get(name)
+    if found is None:
+        with _PER_APP_LOCK:
+            found = extensions.get(name)
+            if found is None:
+                found = extensions[name] = make()
+    return found
 
 
 def limits() -> Limits:
     """This application's SCIM limits, made on first use from its configuration."""
-    extensions = current_app.extensions
-    found = extensions.get("scim_limits")
-    if found is None:
-        with _LIMITS_LOCK:
-            found = extensions.setdefault("scim_limits", Limits(current_app.config))
-    return found
+    return _per_app("scim_limits", lambda: Limits(current_app.config))
+
+
+def request_log() -> RequestLog:
+    """This application's queue of request-log rows (request_log.py)."""
+    app = current_app._get_current_object()
+    return _per_app(
+        "scim_request_log", lambda: RequestLog(app, app.config["SCIM_LOG_FLUSH_SECONDS"])
+    )
+
+
+def _writes() -> bool:
+    """Whether this request may change something (POST /.search only reads)."""
+    return request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
 
 
 def _without_transaction() -> bool:
@@ -91,7 +111,7 @@ def install(bp: Blueprint) -> None:
     def authenticate():
         public_id = g.connector_public_id or ""
         cfg = current_app.config
-        writes = request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
+        writes = _writes()
         if not writes and _without_transaction():
             # A read of users commits nothing: on PostgreSQL its statements run without a
             # transaction (no BEGIN and ROLLBACK round trips; each statement is one
@@ -155,8 +175,8 @@ def install(bp: Blueprint) -> None:
 
     @bp.after_request
     def record(response):
-        """Commit the request's work together with its log row, unless the handler did
-        so already (`finish`). An error response rolls the work back first."""
+        """Save the request's work and log it (`finish`), unless the handler did so
+        already. An error response rolls the work back first."""
         if g.get("scim_finished"):
             return response
         if response.status_code >= 400:
@@ -169,21 +189,6 @@ def _leave_turn() -> None:
     gate = g.pop("scim_turn", None)
     if gate is not None:
         gate.leave()
-
-
-def request_log():
-    """This application's queue of request-log rows (request_log.py)."""
-    extensions = current_app.extensions
-    found = extensions.get("scim_request_log")
-    if found is None:
-        with _LIMITS_LOCK:
-            found = extensions.setdefault(
-                "scim_request_log",
-                RequestLog(
-                    current_app._get_current_object(), current_app.config["SCIM_LOG_FLUSH_SECONDS"]
-                ),
-            )
-    return found
 
 
 def finish(status: int):
@@ -201,10 +206,7 @@ def finish(status: int):
     caller = g.get("scim_connector")
     now = utcnow()
     use = (caller.id, now) if caller is not None and connectors.use_due(caller, now) else None
-    changed = (
-        status < 400 and request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
-    )
-    if changed:
+    if status < 400 and _writes():
         try:
             db.session.commit()
             _leave_turn()  # the answer is rendered outside the process's write turn

@@ -167,10 +167,10 @@ def _document_multi(document, binding) -> MultiValued | None:
     path = document_path(binding.urn)
     if path is None or path[0] == ENTERPRISE:
         return None
-    key = path[0]
-    if key in _DOCUMENT_MULTI:
-        return _DOCUMENT_MULTI[key]
-    elements = json_elements(document, key).table_valued("value").alias(f"e_{key}")
+    attribute = path[0]
+    if attribute in _DOCUMENT_MULTI:
+        return _DOCUMENT_MULTI[attribute]
+    elements = json_elements(document, attribute).table_valued("value").alias(f"e_{attribute}")
     subs = {}
     for name in model.model_fields:
         alias = _alias(model, name)
@@ -184,7 +184,7 @@ def _document_multi(document, binding) -> MultiValued | None:
         exists=lambda where: select(1).select_from(elements).where(where).exists(),
         subs=subs,
     )
-    _DOCUMENT_MULTI[key] = found
+    _DOCUMENT_MULTI[attribute] = found
     return found
 
 

@@ -19,6 +19,8 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 
+from app import db
+from blueprints.scim_settings.connector import USED
 from models import ScimConnector, ScimRequestLog
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,6 @@ class RequestLog:
     def flush(self) -> int:
         """Write what has gathered, in one transaction; returns the rows written. On
         failure the rows stay queued for the next turn."""
-        from app import db  # late: app imports the blueprints
-        from blueprints.scim_settings.connector import USED
-
         with self._lock:
             rows, uses = self._rows, self._uses
             self._rows, self._uses = [], {}

@@ -213,15 +213,21 @@ SHOWN = (
     Membership.created_at,
     Membership.updated_at,
 )
-# The user's teams for `groups`, in the user's own row (no second round trip for a page):
-# [[team row id, group id, displayName], ...].
-_TEAMS = (
-    select(json_rows(Team.id, Team.scim_id, Team.display_name))
-    .select_from(TeamMember.__table__.join(Team.__table__, Team.id == TeamMember.team_id))
-    .where(TeamMember.membership_id == Membership.id)
-    .scalar_subquery()
-    .label("teams")
-)
+
+
+def _teams_of_member(membership_id):
+    """A member's teams for `groups`, as one JSON value: [[team row id, group id,
+    displayName], ...]."""
+    return (
+        select(json_rows(Team.id, Team.scim_id, Team.display_name))
+        .select_from(TeamMember.__table__.join(Team.__table__, Team.id == TeamMember.team_id))
+        .where(TeamMember.membership_id == membership_id)
+    )
+
+
+# In each user's own row, for a page (no second round trip); and for one user.
+_TEAMS = _teams_of_member(Membership.id).scalar_subquery().label("teams")
+_TEAMS_OF_ONE = _teams_of_member(bindparam("membership_id"))
 
 
 def shown(groups: bool) -> tuple:
@@ -231,8 +237,11 @@ def shown(groups: bool) -> tuple:
 
 def teams_of(row) -> list[tuple[str, str]]:
     """(group id, displayName) of each team in a row read with `shown(True)`."""
-    found = json_value(getattr(row, "teams", None)) or []
-    return [(scim_id, display) for _, scim_id, display in sorted(found)]
+    return _teams(getattr(row, "teams", None))
+
+
+def _teams(value) -> list[tuple[str, str]]:
+    return [(scim_id, display) for _, scim_id, display in sorted(json_value(value) or [])]
 
 
 def get(session, account_id: int, scim_id: str, for_write: bool = False) -> Membership:
@@ -254,24 +263,6 @@ def get(session, account_id: int, scim_id: str, for_write: bool = False) -> Memb
     if member is None:
         raise NotFoundException(detail=f"There is no user {scim_id!r}.")
     return member
-
-
-_GROUPS_OF = (
-    select(TeamMember.membership_id, Team.scim_id, Team.display_name)
-    .join(Team, Team.id == TeamMember.team_id)
-    .where(TeamMember.membership_id.in_(bindparam("ids", expanding=True)))
-    .order_by(Team.id)
-)
-
-
-def groups_of(session, membership_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    """Each member's teams as (id, displayName), for the read-only `groups`."""
-    found: dict[int, list[tuple[str, str]]] = {}
-    if not membership_ids:
-        return found
-    for membership_id, scim_id, display in execute(session, _GROUPS_OF, {"ids": membership_ids}):
-        found.setdefault(membership_id, []).append((scim_id, display))
-    return found
 
 
 def _manager_of(document: dict | None) -> str | None:
@@ -324,7 +315,7 @@ def payload(member, groups: list[tuple[str, str]], base: str, managers=frozenset
 def show(session, member, base: str, params) -> dict:
     groups = []
     if wants(params, "groups") and not getattr(member, "created_now", False):
-        groups = groups_of(session, [member.id]).get(member.id, [])
+        groups = _teams(execute(session, _TEAMS_OF_ONE, {"membership_id": member.id}).scalar())
     managers = known_managers(session, member.account_id, [member.scim_resource])
     return render(UserResource, payload(member, groups, base, managers), params)
 
@@ -889,8 +880,9 @@ def patch(session, connector, scim_id: str, body: dict, now: datetime) -> Member
 
 
 def delete(session, connector, scim_id: str) -> None:
-    """DELETE /Users/<id>: the membership goes, its seat and sessions with it."""
-    member = get(session, connector.account_id, scim_id, for_write=True)
+    """DELETE /Users/<id>: the membership goes, its seat and sessions with it (its email
+    rows by the database's cascade: not loaded)."""
+    member = get(session, connector.account_id, scim_id)
     check_if_match(member.version)
     set_active(session, member, False)
     bump_teams_of(session, member.id)
