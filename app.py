@@ -135,7 +135,14 @@ def load_config(instance_path: str) -> dict:
         # SCIM requests served at once by one worker process, in turn across connectors
         # (reads, writes); others wait, then 503 with Retry-After. 0 lets every thread in.
         "SCIM_READERS_PER_PROCESS": int(os.environ.get("SCIM_READERS_PER_PROCESS", "2")),
-        "SCIM_WRITERS_PER_PROCESS": int(os.environ.get("SCIM_WRITERS_PER_PROCESS", "1")),
+        # Writes: unset, 1 on SQLite (one writer at a time anyway: a second only competes
+        # for the interpreter while the first holds the write lock) and 4 on PostgreSQL
+        # (row locks: a create waits on the database, and others run meanwhile).
+        "SCIM_WRITERS_PER_PROCESS": (
+            int(os.environ["SCIM_WRITERS_PER_PROCESS"])
+            if os.environ.get("SCIM_WRITERS_PER_PROCESS")
+            else None
+        ),
         "SCIM_QUEUE_WAIT_SECONDS": 30,
         # Request-log rows are written in batches, this often (seconds; 0 writes each at
         # once): blueprints/scim_api/request_log.py.

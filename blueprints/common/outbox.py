@@ -85,6 +85,24 @@ def enqueue(
 DELIVERY_RENDERED_BODY = "(made at delivery: holds a secret, never stored)"
 
 
+def welcome(user_id: int | None, email: str, account_name: str, at: datetime) -> dict:
+    """The outbox row of a provisioned person's welcome email (`enqueue_welcome`). Its
+    body is made at delivery; `dedupe_key` is "welcome:<user id>" (None until the id is
+    known: the SCIM create on PostgreSQL writes it with the person, in one statement)."""
+    return {
+        "to_addr": email,
+        "subject": f"Welcome to {account_name}",
+        "body_text": DELIVERY_RENDERED_BODY,
+        "body_html": None,
+        "dedupe_key": None if user_id is None else f"welcome:{user_id}",
+        "kind": "welcome",
+        "user_id": user_id,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "created_at": at,
+    }
+
+
 def enqueue_welcome(
     session, user_id: int, email: str, account_name: str, now: datetime | None = None
 ) -> None:
@@ -93,22 +111,10 @@ def enqueue_welcome(
     Its initial passphrase does not exist yet: the delivery job makes it, stores only its
     argon2id hash and sends it, so the slow hash is off the SCIM request path and the
     clear passphrase rests nowhere."""
-    at = now or utcnow()
     insert_or_ignore(  # once per person, however often the IdP re-creates them
         session,
         OutboxEmail.__table__,
-        {
-            "to_addr": email,
-            "subject": f"Welcome to {account_name}",
-            "body_text": DELIVERY_RENDERED_BODY,
-            "body_html": None,
-            "dedupe_key": f"welcome:{user_id}",
-            "kind": "welcome",
-            "user_id": user_id,
-            "attempts": 0,
-            "next_attempt_at": at,
-            "created_at": at,
-        },
+        welcome(user_id, email, account_name, now or utcnow()),
         ["dedupe_key"],
     )
 

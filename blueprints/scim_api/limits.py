@@ -167,6 +167,15 @@ class Admission:
     count: int
 
 
+def writers_per_process(config) -> int:
+    """SCIM_WRITERS_PER_PROCESS, or when unset the database's: 1 on SQLite (one writer at
+    a time in the file anyway), 4 on PostgreSQL (measured: bench/README.md)."""
+    chosen = config.get("SCIM_WRITERS_PER_PROCESS")
+    if chosen is not None:
+        return chosen
+    return 1 if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("sqlite") else 4
+
+
 class Limits:
     """The limits of one application (its configuration), shared by its threads."""
 
@@ -178,7 +187,7 @@ class Limits:
         self.failed = parse(config["SCIM_FAILED_AUTH_LIMIT"])
         self.wait = config["SCIM_QUEUE_WAIT_SECONDS"]
         self.reads = FairGate(config["SCIM_READERS_PER_PROCESS"])
-        self.writes = FairGate(config["SCIM_WRITERS_PER_PROCESS"])
+        self.writes = FairGate(writers_per_process(config))
         uri = config.get("SCIM_LIMITS_STORAGE_URI") or "memory://"
         self.shared = not uri.startswith("memory")
         self._local_storage = MemoryStorage()

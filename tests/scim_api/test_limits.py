@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from blueprints.scim_api import auth
-from blueprints.scim_api.limits import FairGate
+from blueprints.scim_api.limits import FairGate, writers_per_process
 from tests.conftest import free_port
 from tests.scim_api.conftest import Scim, assert_scim_error
 
@@ -156,6 +156,20 @@ def test_failed_authentications_count_per_address_and_connector(scim, other_issu
 
 
 # --- Turns ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "setting", "slots"),
+    [
+        ("sqlite:///x.db", None, 1),  # one writer in the file at a time anyway
+        ("postgresql+psycopg://h/db", None, 4),  # row locks: creates overlap
+        ("postgresql+psycopg://h/db", 2, 2),  # a setting wins
+        ("sqlite:///x.db", 0, 0),  # 0: every thread in
+    ],
+)
+def test_writers_per_process_follow_the_database_unless_set(uri, setting, slots):
+    config = {"SQLALCHEMY_DATABASE_URI": uri, "SCIM_WRITERS_PER_PROCESS": setting}
+    assert writers_per_process(config) == slots
 
 
 def test_fair_gate_lets_connectors_in_by_turns():
