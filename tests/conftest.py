@@ -10,12 +10,18 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+import requests
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
@@ -286,3 +292,44 @@ def drop_database_connections(app):
         admin.dispose()
 
     return drop
+
+
+@contextmanager
+def gunicorn(database_url: str, env: dict, workers: int = 1) -> Iterator[str]:
+    """The app under gunicorn (how it is deployed: its HTTP parsing, keep-alive, limits),
+    on `database_url`, with `env` added to its environment; yields its base URL and stops
+    it on the way out."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", "4"),
+            *("-b", f"127.0.0.1:{port}", "--no-control-socket", "app:create_app()"),
+        ],
+        env=os.environ
+        | {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret-key",
+            "BASE_URL": "http://localhost",
+        }
+        | env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{base}/healthz", timeout=1)
+                break
+            except requests.RequestException:  # not listening, or not booted yet
+                time.sleep(0.05)
+        else:
+            pytest.fail("gunicorn did not start")
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

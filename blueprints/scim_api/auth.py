@@ -96,6 +96,27 @@ def _without_transaction() -> bool:
     )
 
 
+def _several_statements() -> bool:
+    """Whether this read takes several statements: groups (the page, their count, their
+    members) and the root .search (both types' counts, the page, each type's rows)."""
+    view_args = request.view_args or {}
+    return view_args.get("kind") == "Groups" or request.endpoint == "scim_api.search_all"
+
+
+def _read_snapshot() -> None:
+    """Run this read's statements on one snapshot, so that what it answers is one
+    consistent state (a count that matches its page, members of the groups listed) while
+    other requests write: REPEATABLE READ on PostgreSQL (a read-only transaction there
+    never fails to serialize), a deferred transaction on SQLite (its snapshot is taken at
+    the first read, and WAL lets writers go on meanwhile)."""
+    if db.session().in_transaction():
+        return  # (a test client sharing its caller's session)
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        db.session.connection().exec_driver_sql("BEGIN")
+
+
 def _too_many(refusal) -> object:
     return error_response(429, refusal.detail, headers={"Retry-After": str(refusal.retry_after)})
 
@@ -119,6 +140,8 @@ def install(bp: Blueprint) -> None:
             # transactions already. Groups stream their members through a server-side
             # cursor, which needs a transaction.
             db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        elif not writes and _several_statements():
+            _read_snapshot()
         # In flight from its arrival (its wait included), then its turn, then the token.
         key = public_id if _PUBLIC_ID.fullmatch(public_id) else "-"
         admission, refusal = limits().arrive(key)

@@ -43,8 +43,73 @@ def error_response(
 ) -> Response:
     """The Error resource for `status`; the detail is also kept for the request log."""
     g.scim_error_detail = detail
-    body = Error(status=status, detail=detail, scim_type=scim_type).model_dump(exclude_none=True)
+    # scimType only where it says something: scim2-models' 404 carries "" (RFC 7644 §3.12
+    # lists the scimType values; an empty one is none of them).
+    body = Error(status=status, detail=detail, scim_type=scim_type or None).model_dump(
+        exclude_none=True
+    )
     return scim_response(body, status, headers)
+
+
+# What the database says when an error will pass if the request is sent again (a lock, a
+# lost or refused connection, a conflict with another transaction): PostgreSQL's SQLSTATE
+# classes and codes, and SQLite's messages (it has no codes in the Python driver).
+_TRANSIENT_CLASSES = ("08", "40", "53", "57")  # connection, rollback, resources, operator
+_TRANSIENT_CODES = ("55P03",)  # lock_not_available (lock_timeout)
+_TRANSIENT_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "database schema has changed",
+    "server closed the connection",
+    "connection refused",
+    "could not connect",
+    "connection timed out",
+    "terminating connection",
+    "the database system is",  # starting up / shutting down / in recovery
+    "lock timeout",
+    "deadlock detected",
+    "could not serialize",
+    "too many clients",
+)
+# What it says when a statement is too complex for it: never passes, and only a simpler
+# filter helps (class 54, program_limit_exceeded; SQLite's limits on expressions).
+_TOO_COMPLEX_MESSAGES = (
+    "expression tree is too large",
+    "too many sql variables",
+    "parser stack overflow",
+    "stack depth limit exceeded",
+    "statement is too complex",
+    "too many terms",
+    "too many arguments",
+)
+
+
+def _database_error(error: OperationalError) -> Response:
+    """503 with Retry-After only for what passes; 400 invalidFilter for a statement too
+    complex for the database; anything else is a 500: "retry shortly" for an error that
+    never passes would have an IdP that honours Retry-After retry it forever."""
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    message = str(error.orig).lower()
+    if (
+        error.connection_invalidated
+        or sqlstate.startswith(_TRANSIENT_CLASSES)
+        or sqlstate in _TRANSIENT_CODES
+        or (not sqlstate and any(m in message for m in _TRANSIENT_MESSAGES))
+    ):
+        log.warning("database busy serving a SCIM request: %s", type(error.orig).__name__)
+        return error_response(
+            503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
+        )
+    if sqlstate.startswith("54") or any(m in message for m in _TOO_COMPLEX_MESSAGES):
+        log.warning("a SCIM request too complex for the database: %s", message[:200])
+        return error_response(
+            400,
+            "The request is too complex for the database (a filter with fewer terms, or "
+            "less nesting, is served).",
+            "invalidFilter",
+        )
+    log.error("database error serving a SCIM request", exc_info=error)
+    return error_response(500, "The service provider failed to process the request.")
 
 
 def from_exception(error: Exception) -> Response:
@@ -67,10 +132,7 @@ def from_exception(error: Exception) -> Response:
             409, "The resource changed while this request was processed; read it and retry."
         )
     if isinstance(error, OperationalError):
-        log.warning("database busy serving a SCIM request: %s", type(error).__name__)
-        return error_response(
-            503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
-        )
+        return _database_error(error)
     if isinstance(error, SCIMException):
         return error_response(error.status, error.detail, error.scim_type)
     if isinstance(error, ValidationError):

@@ -51,6 +51,11 @@ from blueprints.scim_api.schemas import CORE_GROUP, CORE_USER, ENTERPRISE, POLIC
 from models import MemberEmail, Membership, Team, TeamMember
 
 Op = CompareOperator
+# A filter's comparisons (and `pr`s), and its nesting (parentheses, `not`, value paths):
+# an IdP's filters have one or two terms; far more is a 400 before any SQL, not a
+# statement the database refuses as too complex (SQLite's expression depth is 1,000).
+MAX_FILTER_TERMS = 100
+MAX_FILTER_DEPTH = 50
 STRING_OPS = {Op.co, Op.sw, Op.ew}
 ORDER_OPS = {Op.gt, Op.ge, Op.lt, Op.le}
 
@@ -530,7 +535,37 @@ def where_clause(kind: str, scim_filter: ScimFilter | None, lenient: bool = Fals
         raise
     except Exception as exc:  # a parser error of another kind is still a bad filter
         raise InvalidFilterException(detail=f"The filter is not valid: {exc}") from None
+    check_size(node)
     return _Compiler(mapping(kind), scim_filter, lenient).visit(node)
+
+
+def check_size(node: FilterNode) -> None:
+    """400 invalidFilter for a filter past MAX_FILTER_TERMS comparisons or nested past
+    MAX_FILTER_DEPTH, before any SQL: the database would refuse it as too complex (SQLite's
+    expression depth), after work, and not in words an IdP admin can act on. Walked
+    without recursion, so no depth makes this walk itself fail."""
+    terms = 0
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_FILTER_DEPTH:
+            raise InvalidFilterException(
+                detail=f"The filter is nested deeper than {MAX_FILTER_DEPTH} levels "
+                "(parentheses, not, value paths); send a flatter filter."
+            )
+        if isinstance(current, LogicalExpr):
+            stack.extend((term, depth + 1) for term in current.terms)
+        elif isinstance(current, Not):
+            stack.append((current.expr, depth + 1))
+        elif isinstance(current, ValuePath):
+            stack.append((current.val_filter, depth + 1))
+        else:
+            terms += 1
+            if terms > MAX_FILTER_TERMS:
+                raise InvalidFilterException(
+                    detail=f"The filter has more than {MAX_FILTER_TERMS} comparisons; split "
+                    "it into several requests."
+                )
 
 
 def sort_key(kind: str, sort_by: Path, lenient: bool = False):

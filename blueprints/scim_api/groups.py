@@ -259,12 +259,18 @@ def _bump(session, team: Team, now: datetime) -> None:
 
 
 def _listed(resource: Group) -> list[tuple[str, str | None, str | None]]:
-    """The members of a validated Group as (id, display, type)."""
-    return [
-        (storable(m.value, "A member's 'value'"), text(m.display, "A member's 'display'"), m.type)
-        for m in resource.members or []
-        if m.value
-    ]
+    """The members of a validated Group as (id, display, type). A member without a
+    value is a 400, as in a PATCH: dropped without a word, the IdP would believe it sent a
+    member that nobody will ever see."""
+    members = []
+    for m in resource.members or []:
+        if not m.value or not m.value.strip():
+            raise InvalidValueException(
+                detail="members: each member is an object with the user's id as 'value'."
+            )
+        value = storable(m.value.strip(), "A member's 'value'")
+        members.append((value, text(m.display, "A member's 'display'"), m.type))
+    return members
 
 
 def _set_members(session, team: Team, rows: list[dict], now: datetime) -> bool:

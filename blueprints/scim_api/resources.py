@@ -21,6 +21,7 @@ from scim2_models import (
     SCIMException,
     SearchRequest,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.scim_api.schemas import DEFAULT_COUNT, MAX_LENGTH, MAX_RESULTS, PROVIDER
 
@@ -28,6 +29,11 @@ from blueprints.scim_api.schemas import DEFAULT_COUNT, MAX_LENGTH, MAX_RESULTS, 
 def json_body() -> Any:
     """The request body as JSON, or 400 invalidSyntax (RFC 7644 §3.12)."""
     raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body (no Content-Length to check up front) is read up to the limit
+        # and cut there: past it, it is too large, not "not valid JSON".
+        raise RequestEntityTooLarge()
     if not raw.strip():
         raise InvalidSyntaxException(detail="The request has no body; send a JSON object.")
     try:
@@ -152,6 +158,8 @@ def not_modified(version: int) -> bool:
 
 
 MAX_START_INDEX = 2**31 - 1
+# attributes / excludedAttributes: a resource has fewer than 100 attribute paths.
+MAX_ATTRIBUTE_PATHS = 100
 
 
 @dataclass
@@ -182,6 +190,17 @@ def search_request(model, values: dict) -> SearchRequest:
                 raise InvalidValueException(detail=f"{key} must be an integer.") from None
         elif raw is not None and (isinstance(raw, bool) or not isinstance(raw, int)):
             raise InvalidValueException(detail=f"{key} must be an integer.")
+    for key in ("attributes", "excludedAttributes"):
+        raw = data.get(key)
+        paths = (
+            raw.count(",") + 1 if isinstance(raw, str) else len(raw) if isinstance(raw, list) else 0
+        )
+        if paths > MAX_ATTRIBUTE_PATHS:
+            # Each path is parsed and bound to the schema: 5,000 of them took seconds.
+            raise InvalidValueException(
+                detail=f"{key} lists {paths} attributes; at most {MAX_ATTRIBUTE_PATHS} "
+                "are served (a resource has fewer)."
+            )
     if isinstance(data.get("sortOrder"), str):
         data["sortOrder"] = data["sortOrder"].strip().lower()
     data.setdefault("schemas", ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"])

@@ -12,7 +12,8 @@ resource without the attribute comes last); without it, users come before groups
 from __future__ import annotations
 
 from scim2_models import Path, ScimFilter, SearchRequest
-from sqlalchemy import and_, cast, func, literal, null, select, union_all
+from sqlalchemy import String, and_, cast, func, literal, null, select, union_all
+from sqlalchemy.types import NullType
 
 from blueprints.scim_api import filters, groups, users
 from blueprints.scim_api.resources import list_response, page, render, searching, wants
@@ -62,7 +63,12 @@ def search_all(session, account_id: int, req: SearchRequest, base: str) -> dict:
         selects.append((rank, table, where))
     # Both sides of the UNION carry a sort key of the same type (NULL where a type has no
     # such attribute).
-    typed = next((k.type for k in keys.values() if k is not None), None)
+    # A document attribute's key (userType…) is untyped JSON text to SQLAlchemy: the
+    # other side's NULL is then cast to a string (casting to no type failed: a 500).
+    typed = next(
+        (k.type for k in keys.values() if k is not None and not isinstance(k.type, NullType)),
+        String() if any(k is not None for k in keys.values()) else None,
+    )
     parts = []
     for (kind, *_), (rank, table, where) in zip(_KINDS, selects, strict=True):
         key = keys[kind]

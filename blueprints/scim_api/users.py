@@ -389,24 +389,31 @@ def search(session, account_id: int, req, base: str) -> dict:
     descending = req.sort_order is not None and req.sort_order.value == "descending"
     order = filters.order_by("User", req.sort_by, descending)
     rows = []
+    total = None
     if window.count:
         # One statement, so one snapshot: the page's ids are found by walking the index
-        # alone (cheap even deep into the list), and their rows read in the same query;
-        # read in two, a user deleted in between was a KeyError (a 500).
+        # alone (cheap even deep into the list), counted in the same walk, and their rows
+        # read in the same query. Read in two, a user deleted in between was a KeyError (a
+        # 500); counted in a third, the total could disagree with the page.
         ids = (
-            select(Membership.id)
+            select(Membership.id, func.count().over().label("total"))
             .where(where)
             .order_by(*order)
             .offset(window.start - 1)
             .limit(window.count)
-            .correlate(None)
+            .subquery()
         )
         rows = execute(
-            session, select(*shown(groups)).where(Membership.id.in_(ids)).order_by(*order)
+            session,
+            select(*shown(groups), ids.c.total)
+            .join_from(Membership, ids, Membership.id == ids.c.id)
+            .order_by(*order),
         ).all()
-    if window.start == 1 and len(rows) < window.count:
-        total = len(rows)  # the whole result is on this page (a lookup by userName, say)
-    else:
+        if rows:
+            total = rows[0].total
+        elif window.start == 1:
+            total = 0  # nothing matched, in this statement's snapshot
+    if total is None:  # a page past the end, or count=0: nothing shown to disagree with
         total = session.scalar(select(func.count()).select_from(Membership).where(where))
     return _listed(session, account_id, req, base, rows, total, window.start)
 

@@ -84,6 +84,14 @@ def scim(client, issued) -> Callable:
     return Scim(client, issued)
 
 
+def provision(scim, user_name: str, **attributes) -> dict:
+    """POST /Users as an IdP does (201 asserted); the created user."""
+    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name}
+    response = scim("POST", "/Users", json=body | attributes)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()
+
+
 def assert_scim_error(response, status: int) -> dict:
     """An RFC 7644 §3.12 error: the status, application/scim+json, the Error schema, the
     status as a string (as the RFC's examples show) and a detail."""

@@ -11,15 +11,13 @@ from blueprints.common.outbox import deliver_due
 from models import AuditEvent, Membership, User, utcnow
 from tests import factories
 from tests.common.mail import links_in, received, text_of
+from tests.scim_api.conftest import provision
 
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 NEW = "a brand new passphrase for me"
 
 
 def _provision(scim, email: str) -> dict:
-    response = scim("POST", "/Users", json={"schemas": [USER], "userName": email})
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
+    return provision(scim, email)
 
 
 def _invitation_path(smtp_server) -> str:

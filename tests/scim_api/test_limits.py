@@ -6,11 +6,7 @@ and with a shared store the limits hold across processes."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +16,7 @@ import requests
 
 from blueprints.scim_api import auth
 from blueprints.scim_api.limits import FairGate, writers_per_process
-from tests.conftest import free_port
+from tests.conftest import free_port, gunicorn
 from tests.scim_api.conftest import Scim, assert_scim_error
 
 SPC = "/ServiceProviderConfig"
@@ -326,43 +322,6 @@ def _redis_db():
     return client, f"{REDIS}/{number}"
 
 
-def _gunicorn(database_url: str, env: dict) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "1",
-            "--threads",
-            "4",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--no-control-socket",
-            "app:create_app()",
-        ],
-        env=os.environ
-        | {
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "test-secret-key",
-            "BASE_URL": "http://localhost",
-        }
-        | env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.get(f"{base}/healthz", timeout=1)
-            return process, base
-        except requests.RequestException:  # not listening, or not booted yet
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail("gunicorn did not start")
-
-
 @pytest.mark.parametrize("shared", [True, False], ids=["redis", "per-process"])
 def test_two_gunicorn_processes_share_the_limits_through_redis(database_url, issued, shared):
     """Two gunicorn processes on one database (two instances, or two workers: each its
@@ -375,24 +334,19 @@ def test_two_gunicorn_processes_share_the_limits_through_redis(database_url, iss
     env = {"SCIM_FREE_PARALLELISM": "1", "SCIM_RATE_LIMIT": "20/minute"}
     if shared:
         env["SCIM_LIMITS_STORAGE_URI"] = uri
-    first, first_url = _gunicorn(database_url, env)
-    second, second_url = _gunicorn(database_url, env)
     path = f"/scim/v2/{issued.connector.public_id}{SPC}"
     headers = {"Authorization": f"Bearer {issued.token}"}
     client.zadd(f"scim:in-flight:{issued.connector.public_id}", {"elsewhere": time.time() + 60})
     try:
-        counted = [
-            requests.get(first_url + path, headers=headers, timeout=30).status_code
-            for _ in range(20)
-        ]
-        second_answers = [
-            requests.get(second_url + path, headers=headers, timeout=30) for _ in range(2)
-        ]
+        with gunicorn(database_url, env) as first_url, gunicorn(database_url, env) as second_url:
+            counted = [
+                requests.get(first_url + path, headers=headers, timeout=30).status_code
+                for _ in range(20)
+            ]
+            second_answers = [
+                requests.get(second_url + path, headers=headers, timeout=30) for _ in range(2)
+            ]
     finally:
-        for process in (first, second):
-            process.send_signal(signal.SIGTERM)
-        for process in (first, second):
-            process.wait(10)
         client.flushdb()
 
     assert counted == [200] * 20  # within the rate
