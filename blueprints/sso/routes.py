@@ -39,7 +39,9 @@ def _connection():
 
 def _panel(status: int = 200, *, saml_form=None, oidc_form=None, protocol=None, error=None):
     connection = _connection()
-    protocol = protocol or connection.protocol or "oidc"
+    # The protocol of the connection there is; none yet, the owner chooses (the page
+    # opened on OpenID Connect while it lists SAML 2.0 first).
+    protocol = protocol or connection.protocol
     return render_page_or_fragment(
         "sso/index.html",
         "sso/_connection_panel.html",

@@ -161,6 +161,24 @@ def test_search_and_team_filter_update_list_in_place_and_url(page, owner, crew):
     expect(listed(page)).to_have_text(["alice@example.com", "carol@example.com"])
 
 
+def test_a_search_pasted_or_filled_in_without_typing_runs_too(page, owner, crew):
+    """A search pasted with the mouse, or filled in by the browser, sends no keyup:
+    the list must follow the `input` event (as htmx's active-search example does)."""
+    sign_in(page, owner)
+    open_members(page)
+    expect(listed(page)).to_have_count(5)
+    mark_page(page)
+
+    page.get_by_label("Search").fill("carol")  # one input event, no key pressed
+
+    expect(listed(page)).to_have_text(["carol@example.com"])
+    expect(page).to_have_url(re.compile(r"[?&]q=carol(&|$)"))
+    assert_same_page(page)
+
+    page.get_by_label("Search").fill("")  # cleared with the mouse: everyone again
+    expect(listed(page)).to_have_count(5)
+
+
 def test_owner_deactivates_manual_member_after_passphrase_in_row(page, owner, crew, session):
     seats_before = session.get(Account, crew.alice.account_id).seats_used
     sign_in(page, owner)

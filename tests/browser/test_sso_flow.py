@@ -56,8 +56,13 @@ def test_owner_sets_up_oidc_and_member_signs_in_through_idp(
     expect(page.get_by_role("heading", name="Single sign-on")).to_be_visible()
     assert page.evaluate("typeof window.htmx") == "object"  # the local copy, CDN blocked
 
+    # Nothing chosen for the owner: they pick OpenID Connect, in place.
+    expect(page.locator("#protocol-choice")).to_be_visible()
+    page.evaluate("window.__marker = 1")
+    page.get_by_role("link", name="OpenID Connect").click()
     # The redirect URI the page shows is the one registered at the IdP.
     expect(page.locator("#oidc-redirect")).to_have_text(base_url + "/sso/oidc/callback")
+    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
     page.get_by_label("Issuer URL").fill(issuer_of(iam_server))
     page.get_by_label("Client ID").fill(idp_client.client_id)
     page.get_by_label("Client secret").fill(idp_client.client_secret)

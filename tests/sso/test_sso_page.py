@@ -86,10 +86,33 @@ def test_sso_page_sends_to_sign_in_when_signed_out(client):
 def test_sso_page_shows_absolute_oidc_redirect_uri_with_copy_button(app, client, signed_in):
     app.config["BASE_URL"] = BASE_URL
 
-    page = page_text(client.get(SSO_PAGE))
+    page = page_text(client.get(SSO_PAGE + "?protocol=oidc"))
 
     assert _copy_value(page, "oidc-redirect") == BASE_URL + "/sso/oidc/callback"
     assert "Save OIDC settings" in page and 'name="client_secret"' in page
+
+
+def test_a_new_sso_page_asks_which_protocol_and_preselects_none(client, signed_in):
+    """SAML 2.0 is listed first: opening on OpenID Connect chose for the owner."""
+    page = page_text(client.get(SSO_PAGE))
+
+    assert 'id="protocol-choice"' in page
+    assert 'id="oidc-redirect"' not in page and 'id="sp-acs"' not in page
+    assert 'aria-current="true"' not in page.split('id="sso-config"', 1)[1]
+
+
+@pytest.mark.parametrize("protocol", ["saml", "oidc"])
+def test_the_sso_page_opens_on_the_saved_connections_protocol(client, session, signed_in, protocol):
+    client.get(SSO_PAGE)  # (the connection row is made on the first visit)
+    connection = _connection(session)
+    connection.protocol = protocol
+    session.commit()
+
+    page = page_text(client.get(SSO_PAGE))
+
+    shown = {"saml": 'id="sp-acs"', "oidc": 'id="oidc-redirect"'}
+    assert shown[protocol] in page
+    assert shown["oidc" if protocol == "saml" else "saml"] not in page
 
 
 def test_sso_page_shows_saml_service_provider_values_with_copy_buttons(
@@ -133,7 +156,8 @@ def test_protocol_switch_without_htmx_renders_whole_page(client, signed_in):
 def test_sso_page_ignores_unknown_protocol(client, signed_in):
     page = page_text(client.get(SSO_PAGE + "?protocol=kerberos"))
 
-    assert 'id="oidc-redirect"' in page and 'id="sp-acs"' not in page
+    assert 'id="protocol-choice"' in page
+    assert 'id="oidc-redirect"' not in page and 'id="sp-acs"' not in page
 
 
 # --- what enabling needs -----------------------------------------------------------------
