@@ -1,6 +1,7 @@
-"""The SQLite writer lock (app.py): writers queue in the process and on a file lock, and
-give both back only once their transaction is over, so the next writer's BEGIN IMMEDIATE
-never finds SQLite still locked (and never falls into SQLite's sleeping busy loop)."""
+"""The SQLite writer lock (blueprints/common/sqlite_writer.py): writers queue in the
+process and on a file lock, and give both back only once their transaction is over, so
+the next writer's BEGIN IMMEDIATE never finds SQLite still locked (and never falls into
+SQLite's sleeping busy loop)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-import app as app_module
+from blueprints.common import sqlite_writer
 
 
 @pytest.fixture
 def engine(tmp_path):
     path = tmp_path / "writer.db"
     engine = create_engine(f"sqlite:///{path}")
+    sqlite_writer.install(engine)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE item (value INTEGER)"))
     yield engine, path
@@ -29,7 +31,7 @@ def at_release(monkeypatch, engine):
     back: "free" when it can start writing at once."""
     _, path = engine
     seen: list[str] = []
-    release = app_module._sqlite_release
+    release = sqlite_writer._release
 
     def probe(info):
         if "sqlite_writer" in info:
@@ -44,7 +46,7 @@ def at_release(monkeypatch, engine):
                 other.close()
         release(info)
 
-    monkeypatch.setattr(app_module, "_sqlite_release", probe)
+    monkeypatch.setattr(sqlite_writer, "_release", probe)
     return seen
 
 
@@ -104,3 +106,22 @@ def test_failed_commit_raises_keeps_nothing_and_frees_the_lock(engine, at_releas
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO item VALUES (7)"))
     assert _values(engine) == [7]
+
+
+def test_only_the_apps_engine_gets_the_pragmas_and_the_lock(app, tmp_path):
+    """Attached in create_app to the app's engine, not to every engine of the process (a
+    tool's or a test's own engine keeps SQLite's defaults)."""
+    from app import db
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("the app runs on PostgreSQL here")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    other = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        with other.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 0
+    finally:
+        other.dispose()
