@@ -392,21 +392,26 @@ def search(session, account_id: int, req, base: str) -> dict:
     total = None
     if window.count:
         # One statement, so one snapshot: the page's ids are found by walking the index
-        # alone (cheap even deep into the list), counted in the same walk, and their rows
-        # read in the same query. Read in two, a user deleted in between was a KeyError (a
-        # 500); counted in a third, the total could disagree with the page.
+        # alone (cheap even deep into the list), their rows read and the matches counted
+        # in the same query (the count an uncorrelated subquery, evaluated once). Read in
+        # two, a user deleted in between was a KeyError (a 500); counted in a third, the
+        # total could disagree with the page. (A window count over the page's walk made
+        # it walk every match: a page of 5,000 users took twice as long on SQLite.)
         ids = (
-            select(Membership.id, func.count().over().label("total"))
+            select(Membership.id)
             .where(where)
             .order_by(*order)
             .offset(window.start - 1)
             .limit(window.count)
-            .subquery()
+            .correlate(None)
         )
+        counted = (
+            select(func.count()).select_from(Membership).where(where).correlate(None)
+        ).scalar_subquery()
         rows = execute(
             session,
-            select(*shown(groups), ids.c.total)
-            .join_from(Membership, ids, Membership.id == ids.c.id)
+            select(*shown(groups), counted.label("total"))
+            .where(Membership.id.in_(ids))
             .order_by(*order),
         ).all()
         if rows:
