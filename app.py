@@ -1,4 +1,6 @@
-"""Application factory, extensions, configuration and CLI.
+"""Application factory, configuration, jobs and CLI. The extensions are made in
+blueprints/common/extensions.py (so blueprints never import this module) and bound to
+the app in `create_app`.
 
 Configuration comes from environment variables (SPEC F9); `create_app(overrides)` lets
 tests and tools replace any of it.
@@ -11,37 +13,21 @@ import os
 import secrets
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_login import LoginManager
-from flask_mail import Mail
-from flask_migrate import Migrate
-from flask_sqlalchemy import SQLAlchemy
-from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from blueprints.common import sqlite_writer
-
-# Named constraints so Alembic can alter them on SQLite and PostgreSQL alike.
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
-migrate = Migrate()
-login_manager = LoginManager()
-mail = Mail()
-csrf = CSRFProtect()
+from blueprints.common import outbox, sqlite_writer
+from blueprints.common.extensions import csrf, db, login_manager, mail, migrate
+from blueprints.domains import jobs as domain_jobs
+from blueprints.scim_settings import jobs as scim_jobs
+from blueprints.sso import jobs as sso_jobs
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("app")
@@ -278,47 +264,40 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 # --- Scheduled jobs (SPEC F8) -------------------------------------------------------------
-# name -> (callable path, APScheduler trigger arguments, lease TTL in seconds).
+# name -> (function, APScheduler trigger arguments, lease TTL in seconds).
 # Each callable is a plain function of `now`; the lease makes one process run it at a time.
-JOBS: dict[str, tuple[str, dict, int]] = {
+JOBS: dict[str, tuple[Callable, dict, int]] = {
     "deliver-outbox": (
-        "blueprints.common.outbox:deliver_due",
+        outbox.deliver_due,
         {"trigger": "interval", "seconds": 30},
         600,
     ),
     "purge-sso": (
-        "blueprints.sso.jobs:purge_expired",
+        sso_jobs.purge_expired,
         {"trigger": "interval", "hours": 1},
         600,
     ),
     "refresh-scim-tokens": (
-        "blueprints.scim_settings.jobs:refresh_tokens",
+        scim_jobs.refresh_tokens,
         {"trigger": "cron", "hour": 2, "minute": 7},
         3600,
     ),
     "warn-scim-tokens": (
-        "blueprints.scim_settings.jobs:warn_expiring",
+        scim_jobs.warn_expiring,
         {"trigger": "cron", "hour": 8, "minute": 0},
         3600,
     ),
     "purge-scim-log": (
-        "blueprints.scim_settings.jobs:purge_request_log",
+        scim_jobs.purge_request_log,
         {"trigger": "cron", "hour": 4, "minute": 11},
         3600,
     ),
     "recheck-domains": (
-        "blueprints.domains.jobs:recheck_verified",
+        domain_jobs.recheck_verified,
         {"trigger": "cron", "hour": 3, "minute": 17},
         3600,
     ),
 }
-
-
-def _job_function(name: str):
-    import importlib
-
-    module_name, func_name = JOBS[name][0].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
 
 
 def run_job(app: Flask, name: str, now: datetime | None = None):
@@ -336,7 +315,7 @@ def run_job(app: Flask, name: str, now: datetime | None = None):
             return None
         error = None
         try:
-            return _job_function(name)(now or datetime.now(UTC))
+            return JOBS[name][0](now or datetime.now(UTC))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             db.session.rollback()

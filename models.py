@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app import db
+from blueprints.common.extensions import db
 
 
 class UTCDateTime(TypeDecorator):

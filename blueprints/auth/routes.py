@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from app import db
 from blueprints.auth import services
 from blueprints.auth.forms import ChangePassphraseForm, ForgotForm, NewPassphraseForm, SignInForm
 from blueprints.common.auth import safe_next
+from blueprints.common.extensions import db
 from blueprints.common.passphrases import passphrase_problem
 from blueprints.sso import services as sso_services
 from blueprints.sso.routes import begin_sign_in

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import abort, g, make_response, redirect, request, session, url_for
 from flask_login import current_user, login_required, user_logged_in
 
-from app import db, login_manager
+from blueprints.common.extensions import db, login_manager
 from models import Membership, User, utcnow
 
 

@@ -6,8 +6,8 @@ import secrets
 
 from sqlalchemy import select
 
-from app import db
 from blueprints.auth.services import email_key, set_passphrase
+from blueprints.common.extensions import db
 from models import Account, Membership, User
 
 DEMO_ACCOUNT = "Acme (demo)"

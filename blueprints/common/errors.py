@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from app import db
 from blueprints.common.auth import current_membership
+from blueprints.common.extensions import db
 from blueprints.common.htmx import is_htmx
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
 
-from app import db
+from blueprints.common.extensions import db
 from blueprints.common.sql import insert_or_ignore
 from models import JobLease, utcnow
 

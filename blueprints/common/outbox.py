@@ -16,7 +16,7 @@ from flask import current_app, render_template
 from flask_mail import Message
 from sqlalchemy import insert, or_, select, update
 
-from app import db, mail
+from blueprints.common.extensions import db, mail
 from blueprints.common.sql import execute, insert_or_ignore
 from models import OutboxEmail, utcnow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import login_required
 
-from app import db
 from blueprints.common.auth import current_membership
+from blueprints.common.extensions import db
 from blueprints.dashboard.services import account_summary
 from blueprints.members.services import teams_of
 

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from app import db
 from blueprints.common import audit, outbox
 from blueprints.common.accounts import admin_contacts
+from blueprints.common.extensions import db
 from blueprints.common.urls import absolute_url
 from blueprints.domains import services
 from models import Domain

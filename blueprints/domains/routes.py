@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
-from app import db
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
 from blueprints.common.auth import admin_required, current_membership
+from blueprints.common.extensions import db
 from blueprints.common.htmx import is_htmx, render_fragment, render_page_or_fragment
 from blueprints.domains import services
 from blueprints.domains.forms import AddDomainForm

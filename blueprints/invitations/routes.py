@@ -6,9 +6,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
 
-from app import db
 from blueprints.auth.forms import NewPassphraseForm
 from blueprints.auth.services import email_key, find_user, set_passphrase
+from blueprints.common.extensions import db
 from blueprints.common.passphrases import passphrase_problem
 from blueprints.invitations import services
 from models import User

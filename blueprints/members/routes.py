@@ -26,10 +26,10 @@ from flask import (
 )
 from flask_login import current_user
 
-from app import db
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
 from blueprints.common.auth import admin_required, current_membership
+from blueprints.common.extensions import db
 from blueprints.common.htmx import (
     is_htmx,
     render_fragment,

@@ -18,7 +18,7 @@ import threading
 
 from flask import Blueprint, current_app, g, request
 
-from app import db
+from blueprints.common.extensions import db
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_api.limits import Limits
 from blueprints.scim_api.request_log import RequestLog

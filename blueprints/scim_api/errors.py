@@ -115,7 +115,7 @@ def _database_error(error: OperationalError) -> Response:
 def from_exception(error: Exception) -> Response:
     """Map any exception raised while serving a SCIM request to its Error body; whatever
     the request had written is rolled back first."""
-    from app import db  # late: app imports the blueprints
+    from blueprints.common.extensions import db
 
     db.session.rollback()
     if isinstance(error, IntegrityError):

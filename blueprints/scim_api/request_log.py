@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 
-from app import db
+from blueprints.common.extensions import db
 from blueprints.scim_settings.connector import USED
 from models import ScimConnector, ScimRequestLog
 

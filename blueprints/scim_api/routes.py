@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from app import csrf, db
+from blueprints.common.extensions import csrf, db
 from blueprints.scim_api import auth, discovery, groups, search, users
 from blueprints.scim_api.errors import error_response, from_exception, scim_response
 from blueprints.scim_api.resources import (

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import ColumnElement, delete, or_, select, update
 
-from app import db
 from blueprints.common import audit, outbox
 from blueprints.common.accounts import admin_contacts
+from blueprints.common.extensions import db
 from blueprints.common.urls import absolute_url
 from blueprints.scim_settings import connector as service
 from models import Account, ScimConnector, ScimRequestLog

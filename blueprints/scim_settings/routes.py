@@ -6,10 +6,10 @@ from flask import Blueprint, abort, make_response, render_template, request
 from flask_login import current_user
 from sqlalchemy import select
 
-from app import db
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
 from blueprints.common.auth import admin_required, current_membership
+from blueprints.common.extensions import db
 from blueprints.common.htmx import render_fragment, render_page_or_fragment
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings.forms import EnableForm

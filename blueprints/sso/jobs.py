@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app import db
+from blueprints.common.extensions import db
 from blueprints.sso import saml, services
 
 

@@ -17,10 +17,10 @@ from flask import (
 )
 from flask_login import current_user, login_user
 
-from app import csrf, db
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
 from blueprints.common.auth import admin_required, current_membership, safe_next
+from blueprints.common.extensions import csrf, db
 from blueprints.common.htmx import is_htmx, render_page_or_fragment
 from blueprints.sso import oidc, saml, services
 from blueprints.sso.forms import OidcForm, SamlForm
