@@ -1,0 +1,96 @@
+"""What every request of the application gets, pages and API alike: a request id in the
+logs, security headers, browser sessions for the pages only, and the `<id:…>` URL
+converter. Installed by `create_app` (app.py)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+
+from flask import Flask, g, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.routing import IntegerConverter
+
+
+class RequestIdFilter(logging.Filter):
+    """Put the current request id on every log record (SPEC F9)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.request_id = g.get("request_id", "-")
+        except RuntimeError:  # outside a request or app context
+            record.request_id = "-"
+        return True
+
+
+def configure_logging(app: Flask) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+    )
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if not app.testing else logging.WARNING)
+    # APScheduler logs every run at INFO (every 30 s for the outbox); keep its warnings.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # pysaml2 logs xmlsec1's output at ERROR for every refused signature; the SSO routes
+    # log each refusal with its reason code instead.
+    logging.getLogger("saml2").setLevel(logging.CRITICAL)
+    logging.getLogger("xmlschema").setLevel(logging.WARNING)  # pysaml2 loads its schemas
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def install_request_hooks(app: Flask) -> None:
+    csp = (
+        "default-src 'self'; script-src 'self' https://unpkg.com; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+
+    @app.before_request
+    def assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        ok = 0 < len(incoming) <= 64 and all(
+            (c.isascii() and c.isalnum()) or c in "-_." for c in incoming
+        )
+        g.request_id = incoming if ok else uuid.uuid4().hex
+
+    @app.after_request
+    def security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy", csp)
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        return response
+
+
+class BrowserSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, for the pages only: the SCIM API is bearer-
+    authenticated and never reads a session (STYLE §2), so its requests neither open
+    one (an IdP sends no cookie) nor ever set one."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/scim/"):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
+class IdConverter(IntegerConverter):
+    """`<id:name>`: a row id in a URL. Beyond what an integer key holds is no row (404);
+    werkzeug's `int` took 99999999999, which PostgreSQL refused in the query: a 500."""
+
+    def __init__(self, url_map) -> None:
+        super().__init__(url_map, min=1, max=2**31 - 1)
