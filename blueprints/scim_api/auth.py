@@ -85,13 +85,11 @@ def _writes() -> bool:
 
 
 def _without_transaction() -> bool:
-    """Whether this read runs its statements outside a transaction (PostgreSQL, and no
-    group's members streamed)."""
-    view_args = request.view_args or {}
+    """Whether this read runs its statements outside a transaction (PostgreSQL, and one
+    statement: not a read of several, `_several_statements`)."""
     return (
         not db.session().in_transaction()  # (a test client sharing its caller's session)
-        and view_args.get("kind") != "Groups"
-        and request.endpoint != "scim_api.search_all"
+        and not _several_statements()
         and db.session.get_bind().dialect.name == "postgresql"
     )
 

@@ -837,7 +837,13 @@ def _values(table, prefix: str, names) -> list:
 
 
 @lru_cache(maxsize=32)
-def _one_statement(member_columns: tuple, person: bool, mail: str | None, emails: bool, seat: bool):
+def _one_statement(
+    member_columns: tuple,
+    person_columns: tuple | None,
+    mail_columns: tuple | None,
+    emails: bool,
+    seat: bool,
+):
     """PostgreSQL: a new member's writes as one statement of data-modifying CTEs (the
     person, the membership, its emails, the welcome or invitation email, the seat), where
     SQLite takes five. Each statement is a round trip, a parse and an execution on both
@@ -846,10 +852,10 @@ def _one_statement(member_columns: tuple, person: bool, mail: str | None, emails
     emails and mail are added with `add_cte`; the foreign keys are checked at the end of
     the statement, when the rows they point to exist."""
     new_person = None
-    if person:
+    if person_columns:
         new_person = (
             insert(_USERS)
-            .from_select(_PERSON_COLUMNS, select(*_values(_USERS, "p_", _PERSON_COLUMNS)))
+            .from_select(person_columns, select(*_values(_USERS, "p_", person_columns)))
             .returning(_USERS.c.id)
             .cte("new_person")
         )
@@ -880,10 +886,10 @@ def _one_statement(member_columns: tuple, person: bool, mail: str | None, emails
             )
             .cte("new_emails")
         )
-    if mail is not None:
-        names = [n for n in _MAIL_COLUMNS[mail] if n not in ("dedupe_key", "user_id")]
+    if mail_columns:
+        names = [n for n in mail_columns if n not in ("dedupe_key", "user_id")]
         values = _values(_OUTBOX, "o_", names)
-        if mail == "welcome":  # its key and person are the new person's id
+        if new_person is not None:  # a welcome: its key and person are the new person's id
             names += ["dedupe_key", "user_id"]
             values += [literal("welcome:") + cast(new_person.c.id, String), new_person.c.id]
             chosen = select(*values).select_from(new_person)
@@ -899,48 +905,23 @@ def _one_statement(member_columns: tuple, person: bool, mail: str | None, emails
         taken = taken.values(seats_used=_ACCOUNTS.c.seats_used + 1).returning(_ACCOUNTS.c.id)
         seated = exists(select(taken.cte("seat")))
     found = [member.c.id.label("member_id"), seated.label("seated")]
-    if person:
+    if new_person is not None:
         found.append(select(new_person.c.id).scalar_subquery().label("person_id"))
     return select(*found).add_cte(*extra)
-
-
-_PERSON_COLUMNS = (
-    "email",
-    "email_key",
-    "display_name",
-    "passphrase_hash",
-    "must_change_passphrase",
-    "session_generation",
-    "created_at",
-)
-_MAIL_COLUMNS = {
-    "welcome": tuple(outbox.welcome(None, "", "", datetime.min)),
-    "invitation": (
-        "to_addr",
-        "subject",
-        "body_text",
-        "body_html",
-        "dedupe_key",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-    ),
-}
 
 
 def _insert_in_one_statement(
     session, account_id, row, emails, person, invitation, email, account_name, active
 ) -> NewUser:
-    """`_insert_new`'s writes on PostgreSQL, in one statement (`_one_statement`)."""
-    mail = "welcome" if person is not None else "invitation" if invitation else None
-    statement = _one_statement(tuple(row), person is not None, mail, bool(emails), active)
+    """`_insert_new`'s writes on PostgreSQL, in one statement (`_one_statement`), whose
+    shape follows the rows written (their columns are the statement's cache key)."""
+    letter = invitation or {}
+    if person is not None:
+        letter = outbox.welcome(None, email, account_name, row["created_at"])
+    statement = _one_statement(tuple(row), tuple(person or ()), tuple(letter), bool(emails), active)
     params = {f"m_{name}": value for name, value in row.items()}
     params["account_id"] = account_id
-    if person is not None:
-        params.update({f"p_{name}": person[name] for name in _PERSON_COLUMNS})
-        letter = outbox.welcome(None, email, account_name, row["created_at"])
-    else:
-        letter = invitation or {}
+    params.update({f"p_{name}": value for name, value in (person or {}).items()})
     params.update({f"o_{name}": value for name, value in letter.items()})
     if emails:
         params["emails"] = emails
