@@ -10,19 +10,19 @@ answer OPTIONS with Flask's empty HTML 200: everything here is a SCIM response.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from flask import Blueprint, g, request
+from scim2_models import InvalidSyntaxException
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.common.extensions import csrf, db
 from blueprints.scim_api import auth, discovery, groups, search, users
 from blueprints.scim_api.errors import error_response, from_exception, scim_response
-from blueprints.scim_api.resources import (
-    etag,
-    json_body,
-    not_modified,
-    response_parameters,
-    search_request,
-)
+from blueprints.scim_api.query import response_parameters, search_request
 from blueprints.scim_api.schemas import Group, UserResource
+from blueprints.scim_api.serialize import etag, not_modified
 from blueprints.scim_settings import connector as connectors
 from models import utcnow
 
@@ -53,6 +53,30 @@ def _base() -> str:
 
 def _account_id() -> int:
     return g.scim_connector.account_id
+
+
+def json_body() -> Any:
+    """The request body as a JSON object, or 400 invalidSyntax (RFC 7644 §3.12)."""
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body (no Content-Length to check up front) is read up to the limit
+        # and cut there: past it, it is too large, not "not valid JSON".
+        raise RequestEntityTooLarge()
+    if not raw.strip():
+        raise InvalidSyntaxException(detail="The request has no body; send a JSON object.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidSyntaxException(detail="The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidSyntaxException(detail="The request body must be a JSON object.")
+    return body
+
+
+def _if_match() -> str | None:
+    """The If-Match header a write is held to (RFC 7644 §3.14)."""
+    return request.headers.get("If-Match")
 
 
 @route("/ServiceProviderConfig", ["GET"])
@@ -162,7 +186,7 @@ def create_resource(kind: str):
 def get_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     row = service.get(db.session, _account_id(), scim_id)
-    if not_modified(row.version):
+    if not_modified(row.version, request.headers.get("If-None-Match")):
         return _empty(304, {"ETag": etag(row.version)})
     return _resource_response(kind, row, _parameters(kind))
 
@@ -172,7 +196,8 @@ def replace_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)
     row = _written(
-        kind, service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+        kind,
+        service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow(), _if_match()),
     )
     db.session.flush()
     return _resource_response(kind, row, params)
@@ -187,7 +212,8 @@ def patch_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)
     row = _written(
-        kind, service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow())
+        kind,
+        service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow(), _if_match()),
     )
     db.session.flush()
     if kind == "Groups" and not (
@@ -200,9 +226,9 @@ def patch_resource(kind: str, scim_id: str):
 @route("/<any(Users, Groups):kind>/<scim_id>", ["DELETE"])
 def delete_resource(kind: str, scim_id: str):
     if kind == "Users":
-        users.delete(db.session, g.scim_connector, scim_id)
+        users.delete(db.session, g.scim_connector, scim_id, _if_match())
     else:
-        groups.delete_group(db.session, g.scim_connector, scim_id)
+        groups.delete_group(db.session, g.scim_connector, scim_id, _if_match())
     db.session.flush()
     return _empty(204)
 

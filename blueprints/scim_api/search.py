@@ -16,8 +16,9 @@ from sqlalchemy import String, and_, cast, func, literal, null, select, union_al
 from sqlalchemy.types import NullType
 
 from blueprints.scim_api import filters, groups, users
-from blueprints.scim_api.resources import list_response, page, render, searching, wants
+from blueprints.scim_api.query import descending, page, searching, wants
 from blueprints.scim_api.schemas import PROVIDER, Group, UserResource
+from blueprints.scim_api.serialize import group_payload, list_response, render, user_payload
 from models import Membership, Team
 
 _KINDS = (("User", UserResource, Membership, 0), ("Group", Group, Team, 1))
@@ -49,7 +50,7 @@ def _parameters(req: SearchRequest, model) -> SearchRequest | None:
 
 
 def search_all(session, account_id: int, req: SearchRequest, base: str) -> dict:
-    descending = req.sort_order is not None and req.sort_order.value == "descending"
+    reverse = descending(req)
     selects, totals, keys = [], 0, {}
     for kind, model, table, rank in _KINDS:
         scim_filter, sort_by = _bound(req, model)
@@ -84,11 +85,9 @@ def search_all(session, account_id: int, req: SearchRequest, base: str) -> dict:
         order = [union.c.kind, union.c.id]
         if any(k is not None for k in keys.values()):
             # Descending is the exact reverse, ties included (as on /Users and /Groups).
-            order = [filters.ordered(union.c.k, descending)]
+            order = [filters.ordered(union.c.k, reverse)]
             order += (
-                [union.c.kind.desc(), union.c.id.desc()]
-                if descending
-                else [union.c.kind, union.c.id]
+                [union.c.kind.desc(), union.c.id.desc()] if reverse else [union.c.kind, union.c.id]
             )
         listed = session.execute(
             select(union.c.kind, union.c.id)
@@ -110,14 +109,14 @@ def _render(session, account_id: int, req, base: str, listed) -> list[dict]:
         rows = session.execute(select(*columns).where(Membership.id.in_(user_ids))).all()
         managers = users.known_managers(session, account_id, [r.scim_resource for r in rows])
         for r in rows:
-            body = users.payload(r, users.teams_of(r), base, managers)
+            body = user_payload(r, users.teams_of(r), base, managers)
             shown[0, r.id] = render(UserResource, body, params)
     if team_ids:
         params = _parameters(req, Group)
         found = session.scalars(select(Team).where(Team.id.in_(team_ids))).all()
         members = groups.members_of(session, team_ids) if wants(params, "members") else {}
         for team in found:
-            body = groups.payload(team, members.get(team.id), base)
+            body = group_payload(team, members.get(team.id), base)
             shown[1, team.id] = render(Group, body, params)
     # A resource deleted since the page was read is left out rather than failing.
     return [shown[key] for key in listed if key in shown]

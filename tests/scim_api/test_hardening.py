@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from blueprints.scim_api import errors
 from blueprints.scim_api.filters import MAX_FILTER_TERMS
-from blueprints.scim_api.resources import MAX_ATTRIBUTE_PATHS
+from blueprints.scim_api.query import MAX_ATTRIBUTE_PATHS
 from models import Membership
 from tests.conftest import gunicorn
 from tests.scim_api.conftest import assert_scim_error, provision

@@ -1,0 +1,250 @@
+"""What provisioning a member means beyond storing the resource (SPEC F5), with no Flask:
+which email is the member's, who the member is matched to, seats, deactivation, and the
+welcome and invitation emails (through the outbox, in the request's transaction).
+
+Email and matching:
+- the member's email is the primary email, else the work one, else the first, else the
+  userName when it is an email address; a user without any is kept ("no email");
+- in the account's verified domains the email joins the existing person (no new
+  passphrase), or creates them with a welcome email whose initial passphrase is made and
+  hashed by the outbox job, never on this request path;
+- elsewhere nobody is joined silently: the membership is "invited" until the person
+  accepts from the invitation email.
+
+Licences: an active member holds a seat (blueprints.common.seats); deactivation or
+deletion frees it and ends the member's sessions; no seat left is 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from scim2_models import ForbiddenException, InvalidValueException, UniquenessException
+from sqlalchemy import bindparam, select
+
+from blueprints.auth.services import email_key, find_user
+from blueprints.common import outbox, seats
+from blueprints.common.accounts import end_sessions, other_active_owner
+from blueprints.common.sql import execute
+from blueprints.common.urls import absolute_url
+from blueprints.domains.services import email_domain
+from blueprints.scim_api.schemas import UserResource
+from blueprints.scim_api.serialize import text
+from models import Account, Domain, Membership, User
+
+EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
+PERSON_NAME = 200  # characters of user.display_name
+
+
+def member_email(resource: UserResource) -> str | None:
+    """Primary, else work, else first email; else the userName if it is an email."""
+    emails = [e for e in resource.emails or [] if e.value and e.value.strip()]
+    chosen = (
+        next((e for e in emails if e.primary), None)
+        or next((e for e in emails if (e.type or "").lower() == "work"), None)
+        or (emails[0] if emails else None)
+    )
+    if chosen is not None:
+        # The person's address (user.email, the outbox) holds MAX_EMAIL characters, the
+        # most an address can have; a longer one reached PostgreSQL and was a 500.
+        if len(chosen.value.strip()) > MAX_EMAIL:
+            raise InvalidValueException(
+                detail=f"The member's email is longer than {MAX_EMAIL} characters, "
+                "the most an email address can have."
+            )
+        return chosen.value.strip()
+    user_name = (resource.user_name or "").strip()
+    if EMAIL_LIKE.fullmatch(user_name) and len(user_name) <= MAX_EMAIL:
+        return user_name  # a longer userName is kept, but it cannot be an address
+    return None
+
+
+def lookup_values(email: str | None) -> dict:
+    """The parameters `users._BEFORE_CREATE` matches the email's person and domain with."""
+    return {
+        "domain": email_domain(email) if email is not None else None,
+        "email_key": email_key(email) if email is not None else None,
+    }
+
+
+@dataclass(frozen=True)
+class Match:
+    """Who a new SCIM user is: `verified` when the email is in one of the account's
+    verified domains; then `person_id` (the person with that email, if any) and
+    `member_id` (their manual membership of the account, adopted rather than doubled)."""
+
+    verified: bool
+    person_id: int | None = None
+    member_id: int | None = None
+
+
+def match_new(before, columns: dict, email: str | None) -> Match:
+    """Decide a create from what it read (`before`: a row of `users._BEFORE_CREATE`):
+    409 when the userName, the externalId or the email's person is taken by a SCIM user.
+    userName first: a repeated create is a 409 about the userName. The unique constraints
+    decide when two creates race past this check."""
+    if before.user_name_taken:
+        raise UniquenessException(detail=f"A user with userName {columns['user_name']!r} exists.")
+    if before.external_id_taken:
+        raise UniquenessException(
+            detail=f"A user with externalId {columns['external_id']!r} exists."
+        )
+    verified = email is not None and before.domain_id is not None
+    if not verified or before.person_id is None:
+        return Match(verified)
+    if before.source == "scim":
+        raise UniquenessException(
+            detail=f"The email {email} already belongs to the user {before.user_name!r}."
+        )
+    return Match(True, before.person_id, before.member_id)
+
+
+_VERIFIED = select(Domain.__table__.c.id).where(
+    Domain.__table__.c.account_id == bindparam("account_id"),
+    Domain.__table__.c.status == "verified",
+    Domain.__table__.c.name == bindparam("name"),
+)
+_ACCOUNT_NAME = select(Account.__table__.c.name).where(
+    Account.__table__.c.id == bindparam("account_id")
+)
+
+
+def account_name(session, account_id: int) -> str:
+    """For the subject of a welcome or invitation email (a Core read: the ORM's lazy load
+    of `connector.account` cost more than the rest of a create's reads)."""
+    return execute(session, _ACCOUNT_NAME, {"account_id": account_id}).scalar_one()
+
+
+def _verified(session, account_id: int, email: str) -> bool:
+    found = execute(session, _VERIFIED, {"account_id": account_id, "name": email_domain(email)})
+    return found.first() is not None
+
+
+# --- Seats and deactivation -----------------------------------------------------------------
+
+
+def licence_limit() -> ForbiddenException:
+    return ForbiddenException(
+        detail="Licence limit reached: every seat of this account is in use. "
+        "Deactivate a member or raise the seat limit, then retry."
+    )
+
+
+def set_active(session, member: Membership, active: bool) -> None:
+    """Activate (takes a seat, or 403) or deactivate (frees it, ends sessions)."""
+    if active:
+        if not seats.take(session, member):
+            raise licence_limit()
+        member.active = True
+        return
+    if member.active and member.role == "owner" and not other_active_owner(session, member):
+        raise ForbiddenException(
+            detail="This user is the account's only active owner; the IdP cannot "
+            "deactivate or delete them. Make another member an owner first."
+        )
+    seats.release(session, member)
+    if member.active:
+        end_sessions(member)
+    member.active = False
+
+
+# --- People and emails ----------------------------------------------------------------------
+
+
+def invitation_token() -> tuple[str, str]:
+    """A new invitation token and the hash we keep of it."""
+    token = secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+def _invite(member: Membership, now: datetime) -> str:
+    token, member.invitation_token_hash = invitation_token()
+    member.invited_at = now
+    return token
+
+
+def new_person(display_name: str | None, email: str, now: datetime) -> dict:
+    """The person a provisioned email creates: no passphrase until the welcome email's
+    delivery makes one (SPEC F5)."""
+    return {
+        "email": email,
+        "email_key": email_key(email),
+        # The person's name is a convenience; the member keeps the full displayName
+        # (512 characters), which PostgreSQL refused in user.display_name: a 500.
+        "display_name": display_name[:PERSON_NAME] if display_name else None,
+        "passphrase_hash": None,
+        "must_change_passphrase": True,
+        "session_generation": 1,
+        "created_at": now,
+    }
+
+
+def invitation(email: str, token: str, account_name: str) -> dict:
+    """The arguments of `outbox.message` for an invitation to join the account."""
+    return {
+        "to": email,
+        "subject": f"You are invited to join {account_name}",
+        "template": "invitation",
+        "account_name": account_name,
+        "accept_url": absolute_url("invitations.accept", token=token),
+    }
+
+
+def _match_email(session, member: Membership, email: str | None, now: datetime) -> list:
+    """Link `member` to the person `email` names; returns the emails to queue once the
+    row has an id: ("welcome", user) or ("invite", token)."""
+    member.email = text(email, "email")
+    if email is None:
+        return []
+    if not _verified(session, member.account_id, email):
+        return [("invite", _invite(member, now))]
+    member.invitation_token_hash = None
+    user = find_user(session, email)
+    if user is not None:
+        member.user = user
+        return []
+    user = User(**new_person(member.display_name, email, now))
+    session.add(user)
+    member.user = user
+    return [("welcome", user)]
+
+
+def change_email(session, member: Membership, email: str | None, now: datetime) -> list:
+    """The IdP changed the member's email: match again while the member has nobody
+    linked; a linked person keeps their sign-in (their email is theirs, possibly in other
+    accounts) unless both addresses are in this account's verified domains and the new
+    one is free, in which case it follows. Returns the emails to `queue`."""
+    if (email or None) == member.email:
+        return []
+    if member.user is None:
+        member.invitation_token_hash = None
+        return _match_email(session, member, email, now)
+    member.email = text(email, "email")
+    user = member.user
+    if (
+        email
+        and email_key(email) != user.email_key
+        and _verified(session, member.account_id, email)
+        and _verified(session, member.account_id, user.email)
+        and session.scalar(select(User.id).where(User.email_key == email_key(email))) is None
+    ):
+        user.email, user.email_key = email, email_key(email)
+    return []
+
+
+def queue(session, member: Membership, pending: list) -> None:
+    """Write the emails `change_email` asked for into the outbox."""
+    if not pending:
+        return
+    name = account_name(session, member.account_id)
+    for kind, value in pending:
+        if kind == "welcome":
+            session.flush()  # the person's id
+            outbox.enqueue_welcome(session, value.id, value.email, name)
+        else:
+            outbox.add(session, outbox.message(**invitation(member.email, value, name)))
