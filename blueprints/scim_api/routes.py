@@ -18,7 +18,7 @@ from scim2_models import InvalidSyntaxException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.common.extensions import csrf, db
-from blueprints.scim_api import auth, discovery, groups, search, users
+from blueprints.scim_api import admission, auth, discovery, groups, search, unit_of_work, users
 from blueprints.scim_api.errors import error_response, from_exception, scim_response
 from blueprints.scim_api.query import response_parameters, search_request
 from blueprints.scim_api.schemas import Group, UserResource
@@ -28,8 +28,15 @@ from models import utcnow
 
 bp = Blueprint("scim_api", __name__, url_prefix="/scim/v2/<connector_id>")
 csrf.exempt(bp)  # bearer-authenticated; never reads the session
-auth.install(bp)
 bp.register_error_handler(Exception, from_exception)
+# A request's way through the blueprint, in this order (the first answer stops it):
+bp.url_value_preprocessor(auth.pop_connector_id)
+bp.before_request(unit_of_work.begin)  # how its statements run (reads: no transaction)
+bp.before_request(admission.arrive)  # counted in flight, then its turn in this process
+bp.before_request(auth.authenticate)  # the bearer token (401)
+bp.before_request(admission.admit)  # its connector's rate and its body's size
+bp.after_request(unit_of_work.record)  # commit (or roll back an error) and log it
+bp.teardown_request(admission.leave)  # the turn and the count in flight
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 DISCOVERY = {"ServiceProviderConfig", "ResourceTypes", "Schemas"}
@@ -176,7 +183,7 @@ def create_resource(kind: str):
     row = _written(kind, service.create(db.session, g.scim_connector, json_body(), utcnow()))
     db.session.flush()
     # Committed before the body is built: the write locks are held for the writes only.
-    failed = auth.finish(201)
+    failed = unit_of_work.finish(201)
     if failed is not None:
         return failed
     return _resource_response(kind, row, params, 201)

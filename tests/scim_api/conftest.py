@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from blueprints.scim_api import auth
+from blueprints.scim_api import admission
 from blueprints.scim_settings import connector as service
 from models import SsoConnection, utcnow
 from tests import factories
@@ -24,7 +24,7 @@ ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 @pytest.fixture(autouse=True)
 def fresh_limits(app):
     with app.test_request_context():
-        auth.limits().reset()
+        admission.limits().reset()
     yield
 
 

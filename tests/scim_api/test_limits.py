@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from blueprints.scim_api import auth
+from blueprints.scim_api import admission
 from blueprints.scim_api.limits import FairGate, writers_per_process
 from tests.conftest import free_port, gunicorn
 from tests.scim_api.conftest import Scim, assert_scim_error
@@ -26,7 +26,7 @@ REDIS = "redis://127.0.0.1:6379"
 
 def _limits(app):
     with app.test_request_context():
-        return auth.limits()
+        return admission.limits()
 
 
 # --- Never refused ------------------------------------------------------------------------

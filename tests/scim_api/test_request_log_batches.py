@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from blueprints.scim_api import auth
+from blueprints.scim_api import unit_of_work
 from models import ScimConnector, ScimRequestLog
 
 SPC = "/ServiceProviderConfig"
@@ -25,7 +25,7 @@ def _rows(session) -> list[tuple]:
 
 def _queue(app):
     with app.test_request_context():
-        return auth.request_log()
+        return unit_of_work.request_log()
 
 
 @pytest.mark.parametrize("config_overrides", [{"SCIM_LOG_FLUSH_SECONDS": 3600}])

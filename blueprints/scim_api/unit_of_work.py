@@ -1,0 +1,124 @@
+"""A SCIM request's unit of work: one transaction, committed once by `finish` (or rolled
+back when the answer is an error: an error changes nothing), and its row for the request
+log on the SCIM page, handed to the batched log (request_log.py) without its body.
+
+Reads commit nothing. On PostgreSQL a read of one statement runs without a transaction
+(no BEGIN and ROLLBACK round trips; each statement is one snapshot, and a page of users
+is one statement); a read of several statements runs on one snapshot (`_read_snapshot`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, g, request
+
+from blueprints.common.extensions import db
+from blueprints.scim_api.admission import leave_turn, per_app, writes
+from blueprints.scim_api.errors import error_response
+from blueprints.scim_api.request_log import RequestLog
+from blueprints.scim_settings import connector as connectors
+from models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def request_log() -> RequestLog:
+    """This application's queue of request-log rows (request_log.py)."""
+    app = current_app._get_current_object()
+    return per_app(
+        "scim_request_log", lambda: RequestLog(app, app.config["SCIM_LOG_FLUSH_SECONDS"])
+    )
+
+
+def _several_statements() -> bool:
+    """Whether this read takes several statements: groups (the page, their count, their
+    members) and the root .search (both types' counts, the page, each type's rows)."""
+    view_args = request.view_args or {}
+    return view_args.get("kind") == "Groups" or request.endpoint == "scim_api.search_all"
+
+
+def _read_snapshot() -> None:
+    """Run this read's statements on one snapshot, so that what it answers is one
+    consistent state (a count that matches its page, members of the groups listed) while
+    other requests write: REPEATABLE READ on PostgreSQL (a read-only transaction there
+    never fails to serialize), a deferred transaction on SQLite (its snapshot is taken at
+    the first read, and WAL lets writers go on meanwhile)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        db.session.connection().exec_driver_sql("BEGIN")
+
+
+def begin() -> None:
+    """before_request, first of all: how this request's statements run."""
+    if writes() or db.session().in_transaction():  # (a test client sharing its session)
+        return
+    if _several_statements():
+        _read_snapshot()
+    elif db.session.get_bind().dialect.name == "postgresql":
+        # SQLite's driver reads outside transactions already.
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def record(response):
+    """after_request: save the request's work and log it (`finish`), unless the handler
+    did so already. An error response rolls the work back first."""
+    if g.get("scim_finished"):
+        return response
+    if response.status_code >= 400:
+        db.session.rollback()  # an error changes nothing (SPEC F5, "Errors")
+    return finish(response.status_code) or response
+
+
+def finish(status: int):
+    """Save the request: commit its changes, if any (one transaction, one commit), and
+    hand its log row and the connector's use to the batched request log. Returns None once
+    saved, or the 503 to answer when the commit failed (the work is rolled back, the
+    failure logged).
+
+    `record` calls it after every response; a create calls it before building its
+    response body, so SQLite's write lock (and PostgreSQL's lock on the account's seat
+    counter) is held for the writes and the commit only, not while the body is rendered.
+    """
+    g.scim_finished = True
+    connector = g.get("scim_log_connector")
+    caller = g.get("scim_connector")
+    now = utcnow()
+    use = (caller.id, now) if caller is not None and connectors.use_due(caller, now) else None
+    if status < 400 and writes():
+        try:
+            db.session.commit()
+            leave_turn()  # the answer is rendered outside the process's write turn
+        except Exception:
+            db.session.rollback()
+            log.exception("could not commit a SCIM request")
+            failed = error_response(
+                503, "The change could not be saved; retry shortly.", headers={"Retry-After": "1"}
+            )
+            if connector is not None:
+                request_log().add(_log_row(connector, failed.status_code), use)
+            return failed
+    # A read's transaction ends when Flask-SQLAlchemy removes the session.
+    request_log().add(_log_row(connector, status) if connector is not None else None, use)
+    return None
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` fit for a text column: PostgreSQL refuses NUL bytes."""
+    return text.replace("\x00", "\\0")[:limit]
+
+
+def _log_row(connector: connectors.Caller, status: int) -> dict:
+    resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
+    detail = g.get("scim_error_detail") or g.get("scim_log_note")
+    return {
+        "connector_id": connector.id,
+        "method": request.method[:10],
+        "resource": _printable(resource, 300),
+        "status": status,
+        "outcome": "success" if status < 400 else "failure",
+        "detail": _printable(detail, 500) if detail else None,
+        "remote_addr": _printable(request.remote_addr, 45) if request.remote_addr else None,
+        "created_at": utcnow(),
+    }
