@@ -21,6 +21,19 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 
+def unstorable(text: str) -> str | None:
+    """Why neither database can hold `text`, or None: a NUL (PostgreSQL refuses it in
+    text and in JSON) or a lone surrogate (JSON can escape "\\ud800"; it is not Unicode,
+    and no driver can encode it)."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
 def execute(session, statement: Executable, params: dict | list | None = None):
     """Run a Core statement on the session's connection (its transaction): no autoflush
     and no ORM bookkeeping. Only for statements that load no ORM objects."""

@@ -46,7 +46,7 @@ from scim2_models.path import (
 from sqlalchemy import Boolean, and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from blueprints.common.sql import json_elements, json_field
+from blueprints.common.sql import json_elements, json_field, unstorable
 from blueprints.scim_api.schemas import CORE_GROUP, CORE_USER, ENTERPRISE, POLICY
 from models import MemberEmail, Membership, Team, TeamMember
 
@@ -313,16 +313,13 @@ def _parse_datetime(value: Any, where: str) -> datetime:
 
 
 def storable_operand(value: str, where: str) -> str:
-    """A string operand the database can bind: the parser decodes JSON escapes, so
-    `"\\u0000"` (PostgreSQL refuses NUL in text) and a lone surrogate `"\\ud800"` (not
-    encodable as UTF-8) reached the driver and were a 500. No stored value holds either
-    (resources.text refuses NUL), so such a filter is refused as invalid."""
-    if "\x00" in value:
-        raise _bad(f"The value compared with {where} contains a NUL character.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _bad(f"The value compared with {where} is not valid Unicode.") from None
+    """A string operand the database can bind: the filter's parser decodes JSON escapes,
+    so `"\\u0000"` and `"\\ud800"` pass the request's input check (serialize.check_input)
+    as text and become a NUL or a lone surrogate here, which reached the driver and were a
+    500. No stored value holds either, so such a filter is refused as invalid."""
+    problem = unstorable(value)
+    if problem:
+        raise _bad(f"The value compared with {where} {problem}.")
     return value
 
 

@@ -49,16 +49,14 @@ MEMBERS = patching.MEMBERS
 
 
 def get(session, account_id: int, scim_id: str) -> Team:
-    # PostgreSQL refuses NUL in text (a 500 otherwise); no group id has one.
-    team = None
-    if usable_id(scim_id):
-        team = session.scalar(
-            select(Team).where(
-                Team.scim_id == scim_id,
-                Team.account_id == account_id,
-                Team.source == "scim",
-            )
+    """The account's group `scim_id` (one a URL can name: routes.ScimIdConverter), or 404."""
+    team = session.scalar(
+        select(Team).where(
+            Team.scim_id == scim_id,
+            Team.account_id == account_id,
+            Team.source == "scim",
         )
+    )
     if team is None:
         raise NotFoundException(detail=f"There is no group {scim_id!r}.")
     return team

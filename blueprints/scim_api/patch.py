@@ -23,7 +23,6 @@ from blueprints.scim_api.serialize import (
     GROUP_SCHEMAS,
     USER_SCHEMAS,
     refuse_unknown_schemas,
-    storable,
     text,
     unknown_schema,
     unknown_urn,
@@ -136,7 +135,7 @@ def member_values(value, where: str) -> list[tuple[str, str | None, str | None]]
             raise InvalidValueException(detail=f"{where}: a member's 'display' is a string.")
         members.append(
             (
-                storable(member_id.strip(), "A member's 'value'"),
+                member_id.strip(),
                 text(display, "A member's 'display'"),
                 kind if isinstance(kind, str) else None,
             )

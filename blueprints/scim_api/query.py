@@ -101,13 +101,17 @@ def wants(req: SearchRequest | None, attribute: str) -> bool:
         return True
     name = attribute.lower()
 
-    def names(paths) -> set[str]:
+    def names(paths, whole: bool) -> set[str]:
+        """The top-level attributes `paths` name; with `whole`, only those named whole
+        (excluding `members.display` still shows the members)."""
         found = set()
         for path in paths or ():
-            text_path = str(path).lower()
-            found.add(text_path.rsplit(":", 1)[-1].split(".", 1)[0].split("[", 1)[0])
+            local = str(path).lower().rsplit(":", 1)[-1]
+            top = local.split(".", 1)[0].split("[", 1)[0]
+            if not whole or top == local:
+                found.add(top)
         return found
 
     if req.attributes:
-        return name in names(req.attributes)
-    return name not in names(req.excluded_attributes)
+        return name in names(req.attributes, whole=False)
+    return name not in names(req.excluded_attributes, whole=True)

@@ -16,17 +16,29 @@ from typing import Any
 from flask import Blueprint, g, request
 from scim2_models import InvalidSyntaxException
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from blueprints.common.extensions import csrf, db
 from blueprints.scim_api import admission, auth, discovery, groups, search, unit_of_work, users
 from blueprints.scim_api.errors import error_response, from_exception, scim_response
 from blueprints.scim_api.query import response_parameters, search_request
 from blueprints.scim_api.schemas import Group, UserResource
-from blueprints.scim_api.serialize import etag, not_modified
+from blueprints.scim_api.serialize import check_input, etag, not_modified
 from blueprints.scim_settings import connector as connectors
 from models import utcnow
 
+
+class ScimIdConverter(BaseConverter):
+    """`<scim_id:name>`: a resource id in a URL. Ids are UUIDs: one longer than 36
+    characters or holding a NUL names nothing (the catch-all 404 answers it) and never
+    reaches a query. Truncated instead, "<id>x" named the user <id>; a NUL, which
+    PostgreSQL refuses in a query, was a 500."""
+
+    regex = "[^/\x00]{1,36}"
+
+
 bp = Blueprint("scim_api", __name__, url_prefix="/scim/v2/<connector_id>")
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("scim_id", ScimIdConverter))
 csrf.exempt(bp)  # bearer-authenticated; never reads the session
 bp.register_error_handler(Exception, from_exception)
 # A request's way through the blueprint, in this order (the first answer stops it):
@@ -78,7 +90,15 @@ def json_body() -> Any:
         raise InvalidSyntaxException(detail="The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise InvalidSyntaxException(detail="The request body must be a JSON object.")
+    check_input(body)
     return body
+
+
+def _query() -> dict:
+    """The query string's values, checked like a body (`check_input`)."""
+    values = request.args.to_dict()
+    check_input(values, "The query")
+    return values
 
 
 def _if_match() -> str | None:
@@ -124,7 +144,7 @@ KINDS = {"Users": (users, UserResource), "Groups": (groups, Group)}
 
 
 def _parameters(kind: str):
-    return response_parameters(KINDS[kind][1], request.args.to_dict())
+    return response_parameters(KINDS[kind][1], _query())
 
 
 def _resource_response(kind: str, row, params, status: int = 200):
@@ -160,7 +180,7 @@ def _written(kind: str, result):
 
 @route("/<any(Users, Groups):kind>", ["GET"])
 def list_resources(kind: str):
-    return _search(kind, request.args.to_dict())
+    return _search(kind, _query())
 
 
 @route("/<any(Users, Groups):kind>/.search", ["POST"])
@@ -189,7 +209,7 @@ def create_resource(kind: str):
     return _resource_response(kind, row, params, 201)
 
 
-@route("/<any(Users, Groups):kind>/<scim_id>", ["GET"])
+@route("/<any(Users, Groups):kind>/<scim_id:scim_id>", ["GET"])
 def get_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     row = service.get(db.session, _account_id(), scim_id)
@@ -198,7 +218,7 @@ def get_resource(kind: str, scim_id: str):
     return _resource_response(kind, row, _parameters(kind))
 
 
-@route("/<any(Users, Groups):kind>/<scim_id>", ["PUT"])
+@route("/<any(Users, Groups):kind>/<scim_id:scim_id>", ["PUT"])
 def replace_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)
@@ -210,7 +230,7 @@ def replace_resource(kind: str, scim_id: str):
     return _resource_response(kind, row, params)
 
 
-@route("/<any(Users, Groups):kind>/<scim_id>", ["PATCH"])
+@route("/<any(Users, Groups):kind>/<scim_id:scim_id>", ["PATCH"])
 def patch_resource(kind: str, scim_id: str):
     """Users: 200 with the user as it now is. Groups: 204 No Content (RFC 7644 §3.5.2
     allows it; Entra ID's and Okta's documented exchanges show it), so adding one member
@@ -230,7 +250,7 @@ def patch_resource(kind: str, scim_id: str):
     return _resource_response(kind, row, params)
 
 
-@route("/<any(Users, Groups):kind>/<scim_id>", ["DELETE"])
+@route("/<any(Users, Groups):kind>/<scim_id:scim_id>", ["DELETE"])
 def delete_resource(kind: str, scim_id: str):
     if kind == "Users":
         users.delete(db.session, g.scim_connector, scim_id, _if_match())

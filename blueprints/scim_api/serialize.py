@@ -20,6 +20,7 @@ from scim2_models import (
     SearchRequest,
 )
 
+from blueprints.common.sql import unstorable
 from blueprints.scim_api import filters
 from blueprints.scim_api.schemas import (
     CORE_GROUP,
@@ -79,48 +80,42 @@ def refuse_unknown_schemas(body: dict, schemas: tuple[str, ...]) -> None:
 
 
 def usable_id(scim_id: str) -> bool:
-    """Whether `scim_id` can name a resource: ids are UUIDs (36 characters), so anything
-    longer or holding a NUL is unknown without a query."""
-    return len(scim_id) <= 36 and "\x00" not in scim_id
+    """Whether `scim_id` can name a resource: ids are UUIDs (36 characters), so a member
+    id longer than that is unknown without a query."""
+    return len(scim_id) <= 36
 
 
-def storable(value: str, attribute: str) -> str:
-    """400 for a string no database can hold: a NUL (PostgreSQL refuses it in text) or a
-    lone surrogate (JSON can escape "\\ud800"; it is not Unicode)."""
-    if "\x00" in value:
-        raise InvalidValueException(detail=f"{attribute} contains a NUL character.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidValueException(
-            detail=f"{attribute} is not valid Unicode (a lone surrogate)."
-        ) from None
-    return value
+def check_input(value: Any, where: str = "The request") -> None:
+    """400 invalidValue for a string no database can hold anywhere in `value` (a request
+    body, or its query's values), its keys included: checked once, on the way in, so
+    that everything after (the email matching and uniqueness queries, the stored
+    document, member ids) only sees storable text. One walk without recursion, so a
+    deeply nested body is not a RecursionError."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            problem = unstorable(item)
+            if problem:
+                raise InvalidValueException(detail=f"{path} {problem}.")
+        elif isinstance(item, dict):
+            for key, nested in item.items():
+                problem = unstorable(key) if isinstance(key, str) else None
+                if problem:
+                    raise InvalidValueException(detail=f"A key of {path} {problem}.")
+                stack.append((nested, key if path == where else f"{path}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((nested, f"{path}[{i}]") for i, nested in enumerate(item))
 
 
 def text(value: str | None, attribute: str) -> str | None:
-    """A string fit for a column: storable, at most MAX_LENGTH characters."""
-    if value is None:
-        return None
-    if len(value) > MAX_LENGTH:
+    """A string fit for a column: at most MAX_LENGTH characters (storable already:
+    `check_input`)."""
+    if value is not None and len(value) > MAX_LENGTH:
         raise InvalidValueException(
             detail=f"{attribute} is longer than {MAX_LENGTH} characters ({len(value)})."
         )
-    return storable(value, attribute)
-
-
-def _storable_everywhere(value, where: str = "The request") -> None:
-    """400 for a string no database can hold, anywhere in what we keep: the email
-    matching and the uniqueness check query with these values before `text` sees them,
-    so they were a 500."""
-    if isinstance(value, str):
-        storable(value, where)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable_everywhere(item, str(key))
-    elif isinstance(value, list):
-        for item in value:
-            _storable_everywhere(item, where)
+    return value
 
 
 # Longer than MAX_LENGTH by nature: a certificate (base64 DER), a URL.
@@ -169,12 +164,11 @@ def prune(value):
 def document(resource: UserResource) -> dict:
     """What `Membership.scim_resource` keeps of `resource`: every attribute the client
     wrote, as scim2-models normalises it, less the id, meta and groups (ours) and the
-    password (never stored). 400 for what no database can hold or no limit admits."""
+    password (never stored). 400 for what no limit admits."""
     with PROVIDER:
         dumped = resource.model_dump(exclude={"password", "id", "meta", "groups", "schemas"})
     # Empty values are unassigned (RFC 7643 §2.5): an empty extension object, `emails: []`.
     doc = prune(dumped)
-    _storable_everywhere(doc)
     _sized(doc)
     return doc
 
@@ -318,8 +312,7 @@ def group_members(resource: Group) -> list[tuple[str, str | None, str | None]]:
             raise InvalidValueException(
                 detail="members: each member is an object with the user's id as 'value'."
             )
-        value = storable(m.value.strip(), "A member's 'value'")
-        members.append((value, text(m.display, "A member's 'display'"), m.type))
+        members.append((m.value.strip(), text(m.display, "A member's 'display'"), m.type))
     return members
 
 

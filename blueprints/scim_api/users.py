@@ -181,14 +181,6 @@ def _teams(value) -> list[tuple[str, str]]:
     return [(scim_id, display) for _, scim_id, display in sorted(json_value(value) or [])]
 
 
-def _named(scim_id: str) -> None:
-    """404 for an id no user has: none is longer than the column (truncating instead made
-    "<id>x" name the user <id>, so GET, PUT, PATCH and DELETE on that path reached them)
-    and none holds a NUL, which PostgreSQL refuses in a query ("/Users/%00" was a 500)."""
-    if not usable_id(scim_id):
-        raise NotFoundException(detail=f"There is no user {scim_id[:100]!r}.")
-
-
 _ONE = select(*SHOWN).where(
     Membership.scim_id == bindparam("scim_id"),
     Membership.account_id == bindparam("account_id"),
@@ -197,8 +189,8 @@ _ONE = select(*SHOWN).where(
 
 
 def get(session, account_id: int, scim_id: str) -> UserState:
-    """The account's provisioned user `scim_id`, or 404 (another account's id included)."""
-    _named(scim_id)
+    """The account's provisioned user `scim_id`, or 404 (another account's id included).
+    The id is one a URL can name (routes.ScimIdConverter)."""
     row = execute(session, _ONE, {"scim_id": scim_id, "account_id": account_id}).first()
     if row is None:
         raise NotFoundException(detail=f"There is no user {scim_id!r}.")
@@ -207,7 +199,6 @@ def get(session, account_id: int, scim_id: str) -> UserState:
 
 def _member(session, account_id: int, scim_id: str, emails: bool = True) -> Membership:
     """The membership a write changes (with the email rows it compares against), or 404."""
-    _named(scim_id)
     query = select(Membership).where(
         Membership.scim_id == scim_id,
         Membership.account_id == account_id,
@@ -224,7 +215,7 @@ def _member(session, account_id: int, scim_id: str, emails: bool = True) -> Memb
 def known_managers(session, account_id: int, documents) -> frozenset[str]:
     """Which of the managers the documents name are users of this account (their `$ref`
     is then predictable and added on the way out); one query for a whole page."""
-    wanted = {m for m in map(manager_of, documents) if m and len(m) <= 36 and "\x00" not in m}
+    wanted = {m for m in map(manager_of, documents) if m and usable_id(m)}
     if not wanted:
         return frozenset()
     return frozenset(

@@ -207,6 +207,20 @@ def test_get_with_excluded_members_returns_no_members(scim, alice):
     assert body["id"] == group["id"]
 
 
+@pytest.mark.parametrize("path", ["/Groups/{id}", "/Groups"])
+def test_excluding_a_member_sub_attribute_keeps_the_members(scim, alice, path):
+    """RFC 7644 §3.9: excludedAttributes=members.display leaves out the display only;
+    the members were left out whole before."""
+    group = new_group(scim, "Engineering", [alice])
+
+    body = scim("GET", path.format(id=group["id"]) + "?excludedAttributes=members.display")
+
+    found = body.get_json()
+    found = found["Resources"][0] if "Resources" in found else found
+    assert [m["value"] for m in found["members"]] == [alice]
+    assert all("display" not in m for m in found["members"])
+
+
 def test_get_unknown_group_is_404(scim):
     assert_scim_error(scim("GET", "/Groups/00000000-0000-0000-0000-000000000000"), 404)
 

@@ -919,12 +919,20 @@ def test_a_nul_character_is_400_invalid_value(scim, session, method, attributes)
     assert memberships(session) == 2
 
 
-@pytest.mark.parametrize("attributes", [{"favouriteColour": "\x00"}, {"password": "pw\x00\ud800"}])
-def test_a_nul_character_in_what_is_never_stored_is_harmless(scim, attributes):
-    """Unknown attributes are dropped and the password is ignored: nothing to refuse."""
+@pytest.mark.parametrize(
+    ("attributes", "named"),
+    [({"favouriteColour": "\x00"}, "favouriteColour"), ({"password": "pw\x00\ud800"}, "password")],
+)
+def test_a_nul_character_anywhere_in_a_body_is_400_naming_where(scim, session, attributes, named):
+    """The body is checked once, on the way in (serialize.check_input), before anyone
+    knows which attributes are kept: a NUL in an unknown attribute or the (never stored)
+    password is refused as well, with the place named, and nothing is created."""
     response = scim("POST", "/Users", json={"schemas": [USER], "userName": "a"} | attributes)
 
-    assert response.status_code == 201, response.get_data(as_text=True)
+    error = assert_scim_error(response, 400)
+    assert error["scimType"] == "invalidValue"
+    assert error["detail"] == f"{named} contains a NUL character."
+    assert memberships(session) == 1
 
 
 # --- Tenant isolation ---------------------------------------------------------------------
