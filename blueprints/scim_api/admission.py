@@ -7,15 +7,31 @@ token is never throttled for other tokens' failures."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import current_app, g
 
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_api.limits import Limits
 
-_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_SEARCHES = frozenset({"scim_api.search_resources", "scim_api.search_all"})  # POST, reads
 _PER_APP_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the blueprint's hooks know of a request, read from it once by routes.py (the
+    only module here that reads `flask.request`, with auth.py and errors.py)."""
+
+    method: str
+    writes: bool  # it may change something (POST /.search only reads)
+    several_statements: bool  # a read of several statements (unit_of_work._read_snapshot)
+    resource: str  # the path below the connector's URL, for the request log
+    remote_addr: str | None
+    content_length: int | None
+
+
+def call() -> Call:
+    return g.scim_call
 
 
 def per_app(name: str, make):
@@ -33,11 +49,6 @@ def per_app(name: str, make):
 def limits() -> Limits:
     """This application's SCIM limits, made on first use from its configuration."""
     return per_app("scim_limits", lambda: Limits(current_app.config))
-
-
-def writes() -> bool:
-    """Whether this request may change something (POST /.search only reads)."""
-    return request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES
 
 
 def limit_key() -> str:
@@ -59,7 +70,7 @@ def arrive():
     if refusal is not None:
         return _too_many(refusal)  # not logged: a flood must cost no writes
     g.scim_admission = admission
-    gate = limits().writes if writes() else limits().reads
+    gate = limits().writes if call().writes else limits().reads
     if not gate.enter(key, limits().wait):
         return error_response(
             503, "The service is busy; retry shortly.", headers={"Retry-After": "1"}
@@ -83,7 +94,7 @@ def admit():
         g.scim_log_connector = None  # not logged: a flood must cost no writes
         return _too_many(refusal)
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if (request.content_length or 0) > limit:
+    if (call().content_length or 0) > limit:
         return error_response(413, f"The request body is over {limit} bytes.")
     return None
 

@@ -41,8 +41,29 @@ bp = Blueprint("scim_api", __name__, url_prefix="/scim/v2/<connector_id>")
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("scim_id", ScimIdConverter))
 csrf.exempt(bp)  # bearer-authenticated; never reads the session
 bp.register_error_handler(Exception, from_exception)
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SEARCHES = frozenset({"scim_api.search_resources", "scim_api.search_all"})  # POST, reads
+
+
+def read_call() -> None:
+    """What the hooks below need of the request (admission.Call), read once."""
+    view_args = request.view_args or {}
+    g.scim_call = admission.Call(
+        method=request.method,
+        writes=request.method in _WRITE_METHODS and request.endpoint not in _SEARCHES,
+        # Groups (the page, their count, their members) and the root .search (both types'
+        # counts, the page, each type's rows).
+        several_statements=view_args.get("kind") == "Groups"
+        or request.endpoint == "scim_api.search_all",
+        resource=request.path.removeprefix(f"/scim/v2/{g.connector_public_id}") or "/",
+        remote_addr=request.remote_addr,
+        content_length=request.content_length,
+    )
+
+
 # A request's way through the blueprint, in this order (the first answer stops it):
 bp.url_value_preprocessor(auth.pop_connector_id)
+bp.before_request(read_call)
 bp.before_request(unit_of_work.begin)  # how its statements run (reads: no transaction)
 bp.before_request(admission.arrive)  # counted in flight, then its turn in this process
 bp.before_request(auth.authenticate)  # the bearer token (401)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, g, request
+from flask import current_app, g
 
 from blueprints.common.extensions import db
-from blueprints.scim_api.admission import leave_turn, per_app, writes
+from blueprints.scim_api.admission import call, leave_turn, per_app
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_api.request_log import RequestLog
 from blueprints.scim_settings import connector as connectors
@@ -31,13 +31,6 @@ def request_log() -> RequestLog:
     )
 
 
-def _several_statements() -> bool:
-    """Whether this read takes several statements: groups (the page, their count, their
-    members) and the root .search (both types' counts, the page, each type's rows)."""
-    view_args = request.view_args or {}
-    return view_args.get("kind") == "Groups" or request.endpoint == "scim_api.search_all"
-
-
 def _read_snapshot() -> None:
     """Run this read's statements on one snapshot, so that what it answers is one
     consistent state (a count that matches its page, members of the groups listed) while
@@ -52,9 +45,9 @@ def _read_snapshot() -> None:
 
 def begin() -> None:
     """before_request, first of all: how this request's statements run."""
-    if writes() or db.session().in_transaction():  # (a test client sharing its session)
+    if call().writes or db.session().in_transaction():  # (a test client sharing its session)
         return
-    if _several_statements():
+    if call().several_statements:
         _read_snapshot()
     elif db.session.get_bind().dialect.name == "postgresql":
         # SQLite's driver reads outside transactions already.
@@ -86,7 +79,7 @@ def finish(status: int):
     caller = g.get("scim_connector")
     now = utcnow()
     use = (caller.id, now) if caller is not None and connectors.use_due(caller, now) else None
-    if status < 400 and writes():
+    if status < 400 and call().writes:
         try:
             db.session.commit()
             leave_turn()  # the answer is rendered outside the process's write turn
@@ -110,12 +103,12 @@ def _printable(text: str, limit: int) -> str:
 
 
 def _log_row(connector: connectors.Caller, status: int) -> dict:
-    resource = request.path.split(f"/scim/v2/{connector.public_id}", 1)[-1] or "/"
+    request = call()
     detail = g.get("scim_error_detail") or g.get("scim_log_note")
     return {
         "connector_id": connector.id,
         "method": request.method[:10],
-        "resource": _printable(resource, 300),
+        "resource": _printable(request.resource, 300),
         "status": status,
         "outcome": "success" if status < 400 else "failure",
         "detail": _printable(detail, 500) if detail else None,
