@@ -327,7 +327,7 @@ def compare(column: Column, op: Op, value: Any, where: str) -> ColumnElement:
     """`column op value`, NULL-safe: a missing attribute matches `ne` and nothing else."""
     expr = column.expr
     if column.kind == "constant":
-        return _constant(column.expr, op, value, where)
+        return _constant(column, op, value)
     if value is None:
         if op == Op.eq:
             return expr.is_(None)
@@ -368,11 +368,14 @@ def compare(column: Column, op: Op, value: Any, where: str) -> ColumnElement:
     return and_(present, getattr(expr, operators[op])(value))
 
 
-def _constant(constant: str, op: Op, value: Any, where: str) -> ColumnElement:
-    """A value every row has (meta.resourceType, groups.type), decided here."""
+def _constant(column: Column, op: Op, value: Any) -> ColumnElement:
+    """A value every row has (meta.resourceType, groups.type), decided here, with or
+    without case as the attribute says (RFC 7643 §3.1: resourceType is caseExact)."""
     if not isinstance(value, str):
         return true() if op == Op.ne else false()
-    left, right = constant.lower(), fold(value)
+    left, right = column.expr, value
+    if not column.case_exact:
+        left, right = left.lower(), fold(value)
     result = {
         Op.eq: left == right,
         Op.ne: left != right,
