@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -112,18 +112,17 @@ JOBS: dict[str, tuple[Callable, dict, int]] = {
 }
 
 
-def run_job(app: Flask, name: str, now: datetime | None = None):
+def run_job(app: Flask, name: str, now: datetime | None = None, due: datetime | None = None):
     """Run job `name` once under its lease; returns its result, or None if another
-    process holds the lease. `now` is the job's notion of time (tests pass it); the
-    lease itself always runs on the wall clock, since it guards real processes."""
-    from datetime import timedelta
-
+    process holds the lease or, given the time it fell `due`, has run it since. `now` is
+    the job's notion of time (tests pass it); the lease itself always runs on the wall
+    clock, since it guards real processes."""
     from blueprints.common import lease
 
     with app.app_context():
         holder = lease.new_holder()
-        if not lease.acquire(name, holder, timedelta(seconds=JOBS[name][2])):
-            log.info("job %s skipped: another process holds its lease", name)
+        if not lease.acquire(name, holder, timedelta(seconds=JOBS[name][2]), due=due):
+            log.info("job %s skipped: another process runs it or has run it", name)
             return None
         error = None
         try:
@@ -137,22 +136,10 @@ def run_job(app: Flask, name: str, now: datetime | None = None):
 
 
 def start_scheduler(app: Flask):
-    """Start APScheduler in this process; every job goes through `run_job`'s lease."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+    """Schedule every job in this process (blueprints/common/schedule.py)."""
+    from blueprints.common import schedule
 
-    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
-    for name, (_path, trigger, _ttl) in JOBS.items():
-
-        def tick(name=name):
-            try:
-                run_job(app, name)
-            except Exception:
-                log.exception("job %s failed", name)
-
-        scheduler.add_job(tick, id=name, name=name, max_instances=1, **trigger)
-    scheduler.start()
-    app.extensions["scheduler"] = scheduler
-    return scheduler
+    return schedule.start(app, {name: spec for name, (_, spec, _) in JOBS.items()}, run_job)
 
 
 @click.group("jobs")

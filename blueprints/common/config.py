@@ -4,6 +4,7 @@ replace any of it."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -14,6 +15,19 @@ def _env_bool(name: str, default: bool | None) -> bool | None:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _json_object(name: str) -> dict:
+    """A JSON object from the environment variable `name` ({} when unset); a value that
+    is not one stops the start with a message naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise RuntimeError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RuntimeError(f"{name} must be a JSON object.")
+    return value
 
 
 def load_config(instance_path: str) -> dict:
@@ -112,4 +126,7 @@ def load_config(instance_path: str) -> dict:
         # Proxies in front of the app that append to X-Forwarded-For (0: none, the peer
         # is the client). Sign-in throttling and the SCIM log use the client's address.
         "PROXY_FIX_X_FOR": int(os.environ.get("PROXY_FIX_X_FOR", "0")),
+        # Job schedules replacing those in app.JOBS: a JSON object of job name ->
+        # APScheduler trigger, e.g. {"deliver-outbox": {"trigger": "interval", "seconds": 10}}.
+        "JOB_SCHEDULE": _json_object("JOB_SCHEDULE"),
     }

@@ -12,7 +12,7 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import and_, or_, update
 
 from blueprints.common.extensions import db
 from blueprints.common.sql import insert_or_ignore
@@ -23,17 +23,26 @@ def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def acquire(name: str, holder: str, ttl: timedelta, now: datetime | None = None) -> bool:
-    """Take the lease for `name` until now + `ttl`; False if another holder has it."""
+def acquire(
+    name: str,
+    holder: str,
+    ttl: timedelta,
+    now: datetime | None = None,
+    due: datetime | None = None,
+) -> bool:
+    """Take the lease for `name` until now + `ttl`; False if another holder has it or,
+    given the time the run fell `due`, if a run started since then: every process
+    schedules every job, and one whose tick comes a moment after another's run ended
+    must not run it again."""
     now = now or utcnow()
     insert_or_ignore(db.session, JobLease.__table__, {"name": name, "runs": 0}, ["name"])
     table = JobLease.__table__
+    free = or_(table.c.holder.is_(None), table.c.expires_at <= now)
+    if due is not None:
+        free = and_(free, or_(table.c.last_started_at.is_(None), table.c.last_started_at < due))
     result = db.session.execute(
         update(table)
-        .where(
-            table.c.name == name,
-            or_(table.c.holder.is_(None), table.c.expires_at <= now),
-        )
+        .where(table.c.name == name, free)
         .values(holder=holder, expires_at=now + ttl, last_started_at=now)
     )
     db.session.commit()
