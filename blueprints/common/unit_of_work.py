@@ -7,9 +7,10 @@ its end, here. One place decides what is saved, and an error answer changes noth
   success or a redirect (status < 400) and rolls back otherwise, so bad input, a refusal
   or an error page leaves the database as it was.
 - A write that must outlive its error answer (a failed sign-in or a wrong passphrase
-  counted toward the lock-out, a spent SSO flow) is marked by its route with
-  `keep_on_error()`. A route commits in the middle only to release SQLite's writer lock
-  before it waits on an IdP, and says so where it does.
+  counted toward the lock-out, a spent SSO flow, the SSO connection whose URLs the page
+  showed) is marked by its route with `keep_on_error()`. A route commits in the middle
+  only so that SQLite's writer lock isn't held while it waits on something slow (the
+  SSO callbacks, before the IdP's token endpoint or xmlsec1), and says so where it does.
 - A commit that fails is rolled back and logged, and the person gets an error page
   instead of the success already built: 503 (try again) when the database was
   unreachable or locked, else 500. Nor is the request's session cookie saved.
@@ -36,7 +37,9 @@ _FAILED = "unit_of_work_failed"
 
 
 def keep_on_error() -> None:
-    """Commit this request's writes although its answer is a client error (4xx)."""
+    """Commit this request's writes although its answer is a client error (4xx), for a
+    write that must outlive the refusal it leads to. It keeps all the request's writes,
+    so call it where the refusal is decided; a server error (5xx) keeps nothing."""
     g.setdefault(_KEEP, True)
 
 
