@@ -112,10 +112,11 @@ def save_test_work() -> None:
         session.commit()
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef, request):
-    yield
+    value = yield
     save_test_work()
+    return value
 
 
 @pytest.fixture(scope="session")
