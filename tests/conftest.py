@@ -84,7 +84,8 @@ def _track_writes(engine) -> None:
             conn.info[_WROTE] = True
 
     def ended(conn) -> None:
-        conn.info.pop(_WROTE, None)
+        if not conn.invalidated:  # (a connection thrown away gets a new, empty info)
+            conn.info.pop(_WROTE, None)
 
     event.listen(engine, "before_cursor_execute", wrote)
     event.listen(engine, "commit", ended)
