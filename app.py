@@ -1,8 +1,9 @@
 """The application factory, its jobs and its CLI (flaskr's shape). What it assembles
 lives in blueprints/common: the extensions (extensions.py, made there so that no
 blueprint imports this module), the configuration from the environment (config.py), what
-every request gets (web.py) and the SQLite writer (sqlite_writer.py). `create_app
-(overrides)` lets tests and tools replace any setting.
+every request gets (web.py), the page requests' unit of work (unit_of_work.py) and the
+SQLite writer (sqlite_writer.py). `create_app(overrides)` lets tests and tools replace
+any setting.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import click
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blueprints.common import outbox, sqlite_writer
+from blueprints.common import outbox, sqlite_writer, unit_of_work
 from blueprints.common.config import load_config
 from blueprints.common.extensions import csrf, db, login_manager, mail, migrate
 from blueprints.common.web import (
@@ -63,6 +64,8 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     register_blueprints(app)
     install_request_hooks(app)
+    # Installed after (so run before) the headers hook: an error page gets them too.
+    unit_of_work.install(app)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(seed_demo_command)
 

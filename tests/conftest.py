@@ -3,6 +3,12 @@
 The database is real: a throwaway SQLite file by default, or, with TEST_DATABASE=postgresql,
 a scratch PostgreSQL database on 127.0.0.1:5432 created for this run and dropped after it.
 Either way the schema comes from the Alembic migrations, so they are tested too.
+
+A test is a caller like a job: services flush and never commit (the rule is in
+blueprints/common/unit_of_work.py), so what a fixture or the test wrote through its
+session is committed before the app runs a request on a connection of its own
+(`save_test_work`: after each fixture is set up, and before each test-client request).
+A test that talks to a live server after calling a service commits itself.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -64,6 +70,54 @@ def _postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+_WROTE = "test_wrote"
+
+
+def _track_writes(engine) -> None:
+    """Mark the connections that wrote in their open transaction (`save_test_work`)."""
+
+    def wrote(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip()[:6].upper() in _WRITES:
+            conn.info[_WROTE] = True
+
+    def ended(conn) -> None:
+        if not conn.invalidated:  # (a connection thrown away gets a new, empty info)
+            conn.info.pop(_WROTE, None)
+
+    event.listen(engine, "before_cursor_execute", wrote)
+    event.listen(engine, "commit", ended)
+    event.listen(engine, "rollback", ended)
+    event.listen(engine.pool, "reset", lambda dbapi, record, state: record.info.pop(_WROTE, None))
+
+
+def save_test_work() -> None:
+    """Commit what the test (or a fixture) wrote through its session and left pending,
+    as a job commits its work: nothing else is committed, so objects it holds aren't
+    expired for nothing."""
+    from flask import has_app_context
+
+    if not has_app_context():
+        return
+    from app import db
+
+    if not db.session.registry.has():
+        return
+    session = db.session()
+    pending = bool(session.new or session.dirty or session.deleted)
+    if not pending and session.in_transaction():
+        pending = session.connection().info.get(_WROTE, False)
+    if pending:
+        session.commit()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    value = yield
+    save_test_work()
+    return value
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +169,9 @@ class Client(FlaskClient):
     Each request runs in its own application context, as in production: the `app`
     fixture keeps one context pushed for the test, and Flask would otherwise reuse it, so
     `g` (Flask-Login's user, the CSRF token, the membership) would leak between requests
-    and clients. Requests use their own database session too: read what a request wrote
-    after `session.expire_all()`.
+    and clients. Requests use their own database session too: what the test wrote is
+    committed first (`save_test_work`), and what a request wrote is read after
+    `session.expire_all()`.
     """
 
     def run_wsgi_app(self, environ, buffered=False):
@@ -124,6 +179,7 @@ class Client(FlaskClient):
             return super().run_wsgi_app(environ, buffered=buffered)
 
     def open(self, *args, **kwargs):
+        save_test_work()
         csrf = kwargs.pop("csrf", True)
         method = kwargs.get("method", "GET").upper()
         if csrf and method in {"POST", "PUT", "PATCH", "DELETE"}:
@@ -154,6 +210,7 @@ def app(database_url, config_overrides):
     flask_app.test_client_class = Client
     flask_app.jinja_env.undefined = __import__("jinja2").StrictUndefined
     with flask_app.app_context():
+        _track_writes(db.engine)
         yield flask_app
         try:
             db.session.remove()

@@ -7,6 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from blueprints.auth import services
 from blueprints.auth.forms import ChangePassphraseForm, ForgotForm, NewPassphraseForm, SignInForm
+from blueprints.common import unit_of_work
 from blueprints.common.auth import safe_next
 from blueprints.common.extensions import db
 from blueprints.common.passphrases import passphrase_problem
@@ -80,6 +81,7 @@ def login():
         else:
             form.form_errors.append(result.error)
             status = 401
+            unit_of_work.keep_on_error()  # the failure counts toward the lock-out
     elif request.method == "POST":
         status = 422
     return render_template("auth/login.html", form=form), status
@@ -142,6 +144,7 @@ def change_passphrase():
         )
         if problem:
             form.current.errors.append(problem)
+            unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
         elif form.current.data == form.passphrase.data:
             form.passphrase.errors.append("Choose a passphrase different from the current one.")
         elif problem := passphrase_problem(form.passphrase.data, current_user.email):
@@ -151,7 +154,6 @@ def change_passphrase():
             services.audit.record(
                 db.session, "user.passphrase_changed", actor_user_id=current_user.id
             )
-            db.session.commit()
             # Re-issue this session under the new generation (the user, not the proxy).
             login_user(current_user._get_current_object())
             flash("Your passphrase is changed. Other sessions have been signed out.", "success")

@@ -1,4 +1,5 @@
-"""Sign-in, throttling and passphrase resets (SPEC F1). Plain functions of a session."""
+"""Sign-in, throttling and passphrase resets (SPEC F1). Plain functions of a session;
+the caller commits (blueprints/common/unit_of_work.py)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ def _dummy_hash() -> str:
 def sign_in(
     session, email: str, passphrase: str, remote_addr: str | None, now: datetime
 ) -> SignInResult:
-    """Check a sign-in attempt, counting failures per account and per client address."""
+    """Check a sign-in attempt, counting failures per account and per client address.
+    A failure is written for the caller to keep although it answers with an error."""
     until = locked_until(session, email, remote_addr, now)
     if until:
         return SignInResult(error="locked", locked_until=until)
@@ -109,25 +111,23 @@ def sign_in(
     ok = verify_passphrase(user.passphrase_hash if user else _dummy_hash(), passphrase)
     if not (user and ok):
         _record_failure(session, email, remote_addr, now)
-        session.commit()
         return SignInResult(error="Email or passphrase is incorrect.")
     _clear_account_failures(session, email)
     audit.record(session, "user.sign_in", actor_user_id=user.id, remote_addr=remote_addr)
-    session.commit()
     return SignInResult(user=user)
 
 
 def confirm_passphrase(
     session, user: User, passphrase: str, remote_addr: str | None, now: datetime
 ) -> str | None:
-    """Re-authentication for sensitive actions; returns an error message or None."""
+    """Re-authentication for sensitive actions; returns an error message or None. A wrong
+    passphrase is counted, for the caller to keep although it answers with an error."""
     if locked_until(session, user.email, remote_addr, now):
         return "Too many wrong passphrases. Try again later."
     if verify_passphrase(user.passphrase_hash, passphrase):
         _clear_account_failures(session, user.email)
         return None
     _record_failure(session, user.email, remote_addr, now)
-    session.commit()
     return "That passphrase is incorrect."
 
 
@@ -195,7 +195,6 @@ def start_reset(session, email: str, now: datetime) -> None:
         minutes=int(lifetime.total_seconds() // 60),
     )
     audit.record(session, "user.reset_requested", actor_user_id=user.id)
-    session.commit()
 
 
 def reset_for_token(session, token: str, now: datetime) -> PassphraseReset | None:
@@ -220,7 +219,6 @@ def complete_reset(
         update(table).where(table.c.id == reset.id, table.c.used_at.is_(None)).values(used_at=now)
     )
     if spent.rowcount != 1:
-        session.rollback()
         return None
     session.execute(
         update(table)
@@ -232,5 +230,4 @@ def complete_reset(
     # Whoever reads the mailbox is the owner: lift the lock the sign-in page pointed here.
     _clear_account_failures(session, user.email)
     audit.record(session, "user.passphrase_reset", actor_user_id=user.id)
-    session.commit()
     return user

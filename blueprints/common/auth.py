@@ -27,9 +27,8 @@ def load_user(user_id: str) -> User | None:
 @user_logged_in.connect
 def remember_sign_in(sender, user: User, **extra) -> None:
     """Every way in (passphrase, SSO, reset, invitation) ends in login_user: the Members
-    page's "last sign-in" is stamped here."""
+    page's "last sign-in" is stamped here, and saved with the sign-in request's work."""
     user.last_sign_in_at = utcnow()
-    db.session.commit()
 
 
 @login_manager.unauthorized_handler

@@ -1,4 +1,6 @@
-"""`flask --app app seed-demo`: idempotent demo data for a newcomer (SPEC "Stable names")."""
+"""`flask --app app seed-demo`: idempotent demo data for a newcomer (SPEC "Stable names").
+
+A CLI command owns its transaction like a job: `seed_demo` commits once, at its end."""
 
 from __future__ import annotations
 
@@ -81,7 +83,6 @@ def _with_scim(account: Account, owner: User) -> dict[str, str]:
         )
         db.session.add(sso)
     sso.test_ok, sso.enabled, sso.enabled_at = True, True, now
-    db.session.commit()
     found = scim.get_connector(db.session, account.id)
     if found is not None and found.enabled:
         issued = scim.refresh(db.session, found, owner, now)
@@ -106,8 +107,8 @@ def seed_demo(with_scim: bool = False) -> dict[str, str]:
     set_passphrase(db.session, owner, passphrase)
     if member.passphrase_hash is None:
         set_passphrase(db.session, member, secrets.token_urlsafe(24))
-    db.session.commit()
     printed = {"OWNER_EMAIL": DEMO_OWNER, "OWNER_PASSPHRASE": passphrase}
     if with_scim:
         printed |= _with_scim(account, owner)
+    db.session.commit()
     return printed

@@ -3,6 +3,10 @@
 A lease is one row per job name. Taking it is a single guarded UPDATE, which the database
 serialises, so whichever process's UPDATE matches first runs the job; the others skip.
 A lease that outlives its TTL (a crashed worker) can be taken over.
+
+Taking and giving back a lease each commit at once: this is job machinery (the rule is in
+blueprints/common/unit_of_work.py), and other processes must see the lease before the job
+starts and after it ends, whatever the job's own transactions do.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@
 change that causes it. `deliver_due` is the job: it claims each due row with a guarded
 UPDATE before sending, so two processes never send the same email, and it reschedules
 failures with exponential backoff.
+
+Transactions (the rule is in blueprints/common/unit_of_work.py): `enqueue` never commits.
+The delivery loop is job machinery and commits per step: each claim before the email
+is sent (other processes must see it), a welcome email's new passphrase hash before the
+email carrying the passphrase leaves, and each outcome.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.routing import IntegerConverter
 
+from blueprints.common import unit_of_work
+
 
 class RequestIdFilter(logging.Filter):
     """Put the current request id on every log record (SPEC F9)."""
@@ -80,12 +82,19 @@ def install_request_hooks(app: Flask) -> None:
 class BrowserSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, for the pages only: the SCIM API is bearer-
     authenticated and never reads a session (STYLE §2), so its requests neither open
-    one (an IdP sends no cookie) nor ever set one."""
+    one (an IdP sends no cookie) nor ever set one. A page whose work was not saved
+    (unit_of_work) keeps the cookie it had."""
 
     def open_session(self, app, request):
         if request.path.startswith("/scim/"):
             return self.null_session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app, session, response) -> None:
+        # A request whose writes could not be committed signs nobody in or out either.
+        if unit_of_work.failed():
+            return
+        super().save_session(app, session, response)
 
 
 class IdConverter(IntegerConverter):

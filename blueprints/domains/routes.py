@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
+from blueprints.common import unit_of_work
 from blueprints.common.auth import admin_required, current_membership
 from blueprints.common.extensions import db
 from blueprints.common.htmx import is_htmx, render_fragment, render_page_or_fragment
@@ -125,6 +126,7 @@ def remove(domain_id: int):
                 return "", 200
             return render_fragment("domains/_no_domains.html")
         form.passphrase.errors.append(error)
+        unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
     status = 422 if form.errors else 200
     return render_page_or_fragment(
         "domains/remove.html", "domains/_remove_form.html", status, domain=domain, form=form

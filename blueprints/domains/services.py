@@ -1,7 +1,8 @@
 """Domains (SPEC F2): normalise, add, verify through DNS, remove.
 
-Plain functions of an explicit session and account; the DNS lookup goes through
-dnspython with the configured name servers and a bounded lifetime.
+Plain functions of an explicit session and account, which they flush and never commit
+(the caller does); the DNS lookup goes through dnspython with the configured name
+servers and a bounded lifetime.
 """
 
 from __future__ import annotations
@@ -154,9 +155,9 @@ def add_domain(session, account_id: int, raw: str, actor_id: int, now: datetime)
         session, "domain.added", account_id=account_id, actor_user_id=actor_id, target=name
     )
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:  # the same name added twice at once
-        session.rollback()
+        session.rollback()  # a failed flush spoils the transaction (nothing else in it yet)
         raise DomainError(f"{shown} is already on your list.") from None
     return domain
 
@@ -243,9 +244,9 @@ def verify_domain(
         detail=None if result.ok else {"reason": result.reason},
     )
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:  # another account verified the same name at the same moment
-        session.rollback()
+        session.rollback()  # a failed flush spoils the transaction (nothing else in it yet)
         domain.status, domain.failure_reason, domain.verified_at = (
             "failed",
             "claimed_elsewhere",
@@ -259,7 +260,6 @@ def verify_domain(
             target=domain.name,
             detail={"reason": "claimed_elsewhere"},
         )
-        session.commit()
     return domain
 
 
@@ -273,4 +273,3 @@ def remove_domain(session, domain: Domain, actor_id: int) -> None:
         target=domain.name,
     )
     session.delete(domain)
-    session.commit()

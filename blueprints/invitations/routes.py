@@ -30,7 +30,6 @@ def accept(token: str):
         form = FlaskForm()
         if form.validate_on_submit():
             services.accept(db.session, member, current_user, request.remote_addr)
-            db.session.commit()
             flash(f"You joined {member.account.name}.", "success")
             return redirect(url_for("dashboard.index"))
         return render_template("invitations/accept.html", mode="confirm", form=form, **context)
@@ -48,7 +47,6 @@ def accept(token: str):
                 db.session.add(person)
             set_passphrase(db.session, person, form.passphrase.data)
             services.accept(db.session, member, person, request.remote_addr)
-            db.session.commit()
             login_user(person)
             flash(f"You joined {member.account.name}.", "success")
             return redirect(url_for("dashboard.index"))

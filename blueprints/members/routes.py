@@ -28,6 +28,7 @@ from flask_login import current_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
+from blueprints.common import unit_of_work
 from blueprints.common.auth import admin_required, current_membership
 from blueprints.common.extensions import db
 from blueprints.common.htmx import (
@@ -254,6 +255,7 @@ def action(membership_id: int, action: str):
         if problem:
             form.passphrase.errors.append(problem)
             problem = None
+            unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
         else:
             email = member.email or (member.user.email if member.user else "the member")
             try:

@@ -389,7 +389,7 @@ def perform(
     remote_addr: str | None,
 ) -> None:
     """Do `action` to `member` (the caller checked the passphrase), or ActionRefused.
-    Committed with its audit event."""
+    Written with its audit event, for the caller to commit."""
     problem = allowed(actor, member, action, scim_enabled)
     last_owner = member.role == "owner" and not other_active_owner(session, member)
     if problem is None and action in ("deactivate", "remove") and last_owner:
@@ -424,4 +424,3 @@ def perform(
         target=target,
         remote_addr=remote_addr,
     )
-    session.commit()

@@ -1,5 +1,6 @@
 """The SCIM connector (SPEC F4): enable, reveal, refresh, disable, and the bearer-token
-check the SCIM API uses. Plain functions of a session, an account and `now`.
+check the SCIM API uses. Plain functions of a session, an account and `now`, which flush
+and never commit (the caller does).
 
 A token is `scim_` + 256 random bits (url-safe base64). Stored as SHA-256 (enough for a
 secret of that entropy; the lookup must be fast) and as a Fernet ciphertext for reveal.
@@ -235,9 +236,9 @@ def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: 
         now,
     )
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:  # enabled in another window at the same moment
-        session.rollback()
+        session.rollback()  # a failed flush spoils the transaction (nothing else in it yet)
         raise ConnectorError("SCIM was just enabled in another window. Reload the page.") from None
     return Issued(connector, token)
 
@@ -258,7 +259,6 @@ def reveal(session, connector: ScimConnector, actor: User, now: datetime) -> str
         actor,
         now,
     )
-    session.commit()
     return token
 
 
@@ -289,7 +289,6 @@ def refresh(session, connector: ScimConnector, actor: User, now: datetime) -> Is
         actor,
         now,
     )
-    session.commit()
     return Issued(connector, token)
 
 
@@ -307,7 +306,6 @@ def disable(session, connector: ScimConnector, actor: User, now: datetime) -> No
         actor,
         now,
     )
-    session.commit()
 
 
 # --- the SCIM API's bearer check ------------------------------------------------------------

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
+from blueprints.common import unit_of_work
 from blueprints.common.auth import admin_required, current_membership
 from blueprints.common.extensions import db
 from blueprints.common.htmx import render_fragment, render_page_or_fragment
@@ -121,6 +122,7 @@ def token_action(action: str):
     )
     if problem:
         form.passphrase.errors.append(problem)
+        unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
         return _passphrase_refused(action, form)
     if action == "reveal":
         token = service.reveal(db.session, connector, current_user, now)

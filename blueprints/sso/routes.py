@@ -19,6 +19,7 @@ from flask_login import current_user, login_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.auth.services import confirm_passphrase
+from blueprints.common import unit_of_work
 from blueprints.common.auth import admin_required, current_membership, safe_next
 from blueprints.common.extensions import csrf, db
 from blueprints.common.htmx import is_htmx, render_page_or_fragment
@@ -34,7 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def _connection():
-    return services.ensure_connection(db.session, current_membership().account_id, utcnow())
+    account_id = current_membership().account_id
+    connection = services.get_connection(db.session, account_id)
+    if connection is None:
+        connection = services.ensure_connection(db.session, account_id, utcnow())
+        # Made on first sight and kept whatever the answer: the page shows its public id
+        # in the SAML URLs an owner may already be copying to the IdP.
+        unit_of_work.keep_on_error()
+    return connection
 
 
 def _panel(status: int = 200, *, saml_form=None, oidc_form=None, protocol=None, error=None):
@@ -177,6 +185,7 @@ def toggle(action: str):
         )
         if problem:
             form.passphrase.errors.append(problem)
+            unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
         else:
             try:
                 if action == "enable":
@@ -220,7 +229,6 @@ def _redirect_to_idp(connection: SsoConnection, purpose: str, *, user_id=None, n
     flow = services.start_flow(
         db.session, connection, purpose, utcnow(), user_id=user_id, next_url=next_url
     )
-    db.session.commit()
     session[_FLOW_KEY] = flow.id
     return redirect(url_for("sso.continue_to_idp"), code=303)
 
@@ -238,7 +246,6 @@ def continue_to_idp():
         url, flow.saml_request_id = saml.build_authn_request(
             connection, relay_state=flow.id, request_id=flow.saml_request_id
         )
-        db.session.commit()
     response = make_response(render_template("sso/continue.html", url=url))
     response.headers["Refresh"] = f"0; url={url}"
     response.headers["Cache-Control"] = "no-store"
@@ -278,9 +285,9 @@ def _finish(flow, connection: SsoConnection, email: str | None, failure: str | N
                 actor_user_id=outcome.user.id,
                 remote_addr=request.remote_addr,
             )
-            db.session.commit()
             return redirect(safe_next(flow.next_url) or url_for("dashboard.index"), code=303)
         failure = outcome.message
+    unit_of_work.keep_on_error()  # the flow stays spent: a refused sign-in is not retried
     return render_template("sso/sign_in_failed.html", message=failure), 403
 
 
@@ -292,6 +299,7 @@ def oidc_callback():
     if state and session.get(_FLOW_KEY) == state:
         session.pop(_FLOW_KEY)
         flow = services.take_flow(db.session, state, utcnow())
+        db.session.commit()  # spent for good now: SQLite's writer lock must not wait on the IdP
     if flow is None:
         return render_template("sso/sign_in_failed.html", message=_FLOW_GONE), 400
     connection = db.session.get(SsoConnection, flow.connection_id)
@@ -333,6 +341,7 @@ def saml_acs(public_id: str):
     that started (the IdP's cross-site POST carries no SameSite=Lax cookie of ours)."""
     now = utcnow()
     flow = services.take_flow(db.session, request.form.get("RelayState"), now)
+    db.session.commit()  # spent for good now: SQLite's writer lock must not wait on xmlsec1
     connection = services.connection_by_public_id(db.session, public_id)
     if flow is None or connection is None or flow.connection_id != connection.id:
         return render_template(

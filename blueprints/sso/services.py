@@ -1,7 +1,8 @@
 """SSO connections (SPEC F3): save, test, enable, and sign members in through the IdP.
 
-Plain functions of an explicit session, account and `now`. Protocol details live in
-saml.py and oidc.py; this module decides who may sign in.
+Plain functions of an explicit session, account and `now`, which flush and never commit
+(the caller does). Protocol details live in saml.py and oidc.py; this module decides who
+may sign in.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def ensure_connection(session, account_id: int, now: datetime) -> SsoConnection:
         )
         session.add(connection)
         try:
-            session.commit()
+            session.flush()
         except IntegrityError:  # opened in two tabs at once: the other request made it
-            session.rollback()
+            session.rollback()  # a failed flush spoils the transaction (nothing else in it yet)
             connection = get_connection(session, account_id)
     return connection
 
@@ -89,7 +90,6 @@ def save_saml(
         actor_user_id=actor_id,
         target=settings.entity_id,
     )
-    session.commit()
     return connection
 
 
@@ -123,7 +123,6 @@ def save_oidc(
     audit.record(
         session, "sso.oidc_saved", account_id=account_id, actor_user_id=actor_id, target=issuer
     )
-    session.commit()
     return connection
 
 
@@ -135,13 +134,11 @@ def enable(session, connection: SsoConnection, actor_id: int, now: datetime) -> 
         raise SsoError("Run a successful test sign-in first.")
     connection.enabled, connection.enabled_at = True, now
     audit.record(session, "sso.enabled", account_id=connection.account_id, actor_user_id=actor_id)
-    session.commit()
 
 
 def disable(session, connection: SsoConnection, actor_id: int) -> None:
     connection.enabled = False
     audit.record(session, "sso.disabled", account_id=connection.account_id, actor_user_id=actor_id)
-    session.commit()
 
 
 # --- flows ------------------------------------------------------------------------------
@@ -185,7 +182,9 @@ def pending_flow(session, flow_id: str | None, now: datetime) -> SsoFlow | None:
 
 
 def take_flow(session, flow_id: str | None, now: datetime) -> SsoFlow | None:
-    """The unexpired flow `flow_id`, spent now so that it can't be used twice."""
+    """The unexpired flow `flow_id`, spent now so that it can't be used twice (once the
+    caller commits: a concurrent spend of the same flow waits for that, then finds it
+    spent)."""
     if not flow_id or len(flow_id) > 64:
         return None
     table = SsoFlow.__table__
@@ -194,8 +193,9 @@ def take_flow(session, flow_id: str | None, now: datetime) -> SsoFlow | None:
         .where(table.c.id == flow_id, table.c.used_at.is_(None), table.c.expires_at > now)
         .values(used_at=now)
     )
-    session.commit()
-    return session.get(SsoFlow, flow_id) if spent.rowcount == 1 else None
+    if spent.rowcount != 1:
+        return None
+    return session.get(SsoFlow, flow_id, populate_existing=True)
 
 
 def purge_flows(session, now: datetime) -> int:
@@ -205,14 +205,12 @@ def purge_flows(session, now: datetime) -> int:
     rows must not pile up: a scheduled job calls this with the current time.
     """
     result = session.execute(delete(SsoFlow).where(SsoFlow.expires_at <= now))
-    session.commit()
     return result.rowcount
 
 
 def park_result(session, flow: SsoFlow, email: str | None, error: str | None) -> None:
     """Keep a checked SAML outcome on its (spent) flow until the browser collects it."""
     flow.result_email, flow.result_error = email, (error or None) and error[:500]
-    session.commit()
 
 
 def collect_result(session, flow_id: str | None, now: datetime) -> SsoFlow | None:
@@ -231,8 +229,9 @@ def collect_result(session, flow_id: str | None, now: datetime) -> SsoFlow | Non
         )
         .values(finished_at=now)
     )
-    session.commit()
-    return session.get(SsoFlow, flow_id) if collected.rowcount == 1 else None
+    if collected.rowcount != 1:
+        return None
+    return session.get(SsoFlow, flow_id, populate_existing=True)
 
 
 def record_test(
@@ -247,7 +246,6 @@ def record_test(
         actor_user_id=flow.user_id,
         detail={"message": message[:200]},
     )
-    session.commit()
 
 
 # --- who signs in ---------------------------------------------------------------------------

@@ -85,7 +85,8 @@ def crew(session, ready, owner) -> Crew:  # noqa: F811
         ]
     )
     session.commit()
-    service.enable(session, account.id, owner, "okta", "90", utcnow())  # commits
+    service.enable(session, account.id, owner, "okta", "90", utcnow())
+    session.commit()  # the test is the caller: the live server sees SCIM on
     return Crew(alice=alice, bob=bob, carol=carol, dana=dana, design=design)
 
 

@@ -160,6 +160,7 @@ def test_enable_after_disable_keeps_url_and_issues_new_token(session, ready, own
     first = _enable(session, ready, owner)
     url = service.base_url(first.connector)
     assert _reason(session, first.connector, first.token, NOW) is None  # the IdP's first call
+    session.commit()  # the IdP's request ended: the owner's next ones see what it wrote
     service.disable(session, first.connector, owner, NOW + timedelta(days=1))
 
     again = _enable(session, ready, owner, lifetime="30", now=NOW + timedelta(days=2))

@@ -374,6 +374,7 @@ def test_refresh_walks_many_connectors_in_batches(session, monkeypatch):
 
 def test_refresh_runs_through_run_job_under_its_lease(app, session, ready, owner):
     connector, _ = _enable(session, ready, owner)
+    session.commit()  # the test is the caller: the job runs in a session of its own
 
     result = app_module.run_job(app, "refresh-scim-tokens", T0 + 90 * DAY)
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from blueprints.sso import saml as sp
 from blueprints.sso import services
-from models import SsoConnection, User, utcnow
+from models import SsoConnection, SsoFlow, User, utcnow
 from tests import factories
 from tests.sso.iam import to_idp
 from tests.sso.pages import HTMX, SSO_PAGE, field_error, section, status
@@ -289,6 +289,23 @@ def test_acs_refuses_unknown_member_and_creates_nobody(app, client, session, sso
     )
     assert session.scalar(select(func.count(User.id))) == before
     assert _signed_in_as(browser) is None
+
+
+def test_refused_member_leaves_the_sign_in_spent_and_collected(app, client, session, sso_on, idp):
+    """The 403 keeps what the refusal rests on (unit_of_work.keep_on_error): the flow is
+    spent and its outcome collected, so neither can be used again."""
+    request_id, relay_state = _to_idp(
+        client, client.post("/login", data={"email": "newcomer@example.com"}), idp
+    )
+
+    _, response = _post_response(
+        app, client, sso_on, idp, request_id, relay_state, "newcomer@example.com"
+    )
+
+    assert response.status_code == 403
+    session.expire_all()
+    flow = session.get(SsoFlow, relay_state)
+    assert flow.used_at is not None and flow.finished_at is not None
 
 
 def test_reloading_the_continue_page_resends_the_same_saml_request(
