@@ -31,6 +31,26 @@ def remember_sign_in(sender, user: User, **extra) -> None:
     user.last_sign_in_at = utcnow()
 
 
+def reauthenticated(form) -> bool:
+    """The passphrase re-authentication every sensitive action goes through (SPEC F1):
+    True when `form` (a ConfirmPassphraseForm) was posted valid with the signed-in
+    user's passphrase. Otherwise the error is on its passphrase field, and a wrong
+    passphrase counts toward the sign-in lock-out, kept although the answer is an error."""
+    if not form.validate_on_submit():
+        return False
+    from blueprints.auth.services import confirm_passphrase
+    from blueprints.common import unit_of_work
+
+    problem = confirm_passphrase(
+        db.session, current_user, form.passphrase.data, request.remote_addr, utcnow()
+    )
+    if problem is None:
+        return True
+    form.passphrase.errors.append(problem)
+    unit_of_work.keep_on_error()
+    return False
+
+
 @login_manager.unauthorized_handler
 def unauthorized():
     """Full pages go to the sign-in page; htmx requests get 401 + HX-Redirect (STYLE §3)."""

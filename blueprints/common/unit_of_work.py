@@ -16,8 +16,9 @@ its end, here. One place decides what is saved, and an error answer changes noth
   unreachable or locked, else 500. Nor is the request's session cookie saved.
 - Jobs commit per item, in their jobs.py functions and in the job machinery (the
   outbox's delivery loop, the lease); CLI commands commit once, at their end.
-- The SCIM API (blueprint `scim_api`) has its own unit of work (scim_api/auth.py
-  `finish`): this module leaves its requests alone.
+- The SCIM API (blueprint `scim_api`) has its own unit of work, by the same rule
+  (blueprints/scim_api/unit_of_work.py: reads commit nothing, and a create commits before
+  its body is rendered): this module leaves its requests alone.
 """
 
 from __future__ import annotations

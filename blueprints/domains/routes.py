@@ -6,9 +6,7 @@ from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
-from blueprints.auth.services import confirm_passphrase
-from blueprints.common import unit_of_work
-from blueprints.common.auth import admin_required, current_membership
+from blueprints.common.auth import admin_required, current_membership, reauthenticated
 from blueprints.common.extensions import db
 from blueprints.common.htmx import is_htmx, render_fragment, render_page_or_fragment
 from blueprints.domains import services
@@ -112,21 +110,15 @@ def remove(domain_id: int):
     """Removing a domain asks for the passphrase again (SPEC F1)."""
     domain = _domain_or_404(domain_id)
     form = ConfirmPassphraseForm()
-    if request.method == "POST" and form.validate_on_submit():
-        error = confirm_passphrase(
-            db.session, current_user, form.passphrase.data, request.remote_addr, utcnow()
-        )
-        if error is None:
-            services.remove_domain(db.session, domain, current_user.id)
-            if not is_htmx():
-                return redirect(url_for("domains.index"))
-            # The row's outerHTML swap with nothing removes it; the last one leaves the
-            # table's empty state in its place.
-            if services.list_domains(db.session, _account_id()):
-                return "", 200
-            return render_fragment("domains/_no_domains.html")
-        form.passphrase.errors.append(error)
-        unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
+    if request.method == "POST" and reauthenticated(form):
+        services.remove_domain(db.session, domain, current_user.id)
+        if not is_htmx():
+            return redirect(url_for("domains.index"))
+        # The row's outerHTML swap with nothing removes it; the last one leaves the
+        # table's empty state in its place.
+        if services.list_domains(db.session, _account_id()):
+            return "", 200
+        return render_fragment("domains/_no_domains.html")
     status = 422 if form.errors else 200
     return render_page_or_fragment(
         "domains/remove.html", "domains/_remove_form.html", status, domain=domain, form=form

@@ -24,12 +24,9 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_login import current_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
-from blueprints.auth.services import confirm_passphrase
-from blueprints.common import unit_of_work
-from blueprints.common.auth import admin_required, current_membership
+from blueprints.common.auth import admin_required, current_membership, reauthenticated
 from blueprints.common.extensions import db
 from blueprints.common.htmx import (
     is_htmx,
@@ -38,7 +35,7 @@ from blueprints.common.htmx import (
     request_is_partial,
 )
 from blueprints.members import services
-from blueprints.members.services import ACTIONS, ActionRefused, Filters
+from blueprints.members.services import ActionRefused, Filters
 from models import Account, utcnow
 
 bp = Blueprint("members", __name__, url_prefix="/enterprise/members")
@@ -231,32 +228,17 @@ def row(membership_id: int):
     return render_fragment("members/_row.html", **_row_context(_member_or_404(membership_id)))
 
 
-_ACTION_RULE = "/<id:membership_id>/<any(" + ", ".join(f'"{a}"' for a in ACTIONS) + "):action>"
-
-
-@bp.route(_ACTION_RULE, methods=["GET", "POST"])
-@admin_required
-def action(membership_id: int, action: str):
-    """Deactivate, reactivate, remove, make or take back co-owner: the passphrase first
-    (in the member's row), then the row as it now is."""
+def _member_action(membership_id: int, action: str):
+    """A member action: GET asks for the passphrase in the member's row; POST checks it
+    (common.auth.reauthenticated), does the action and answers with the row as it now is
+    (or why it was refused, in the row)."""
     member = _member_or_404(membership_id)
     form = ConfirmPassphraseForm()
     problem = services.allowed(_actor(), member, action, _scim_enabled())
-    if request.method == "GET":
-        return render_page_or_fragment(
-            "members/confirm.html",
-            "members/_row.html",
-            **_row_context(member, confirm=action, form=form, problem=problem),
-        )
-    if problem is None and form.validate_on_submit():
-        problem = confirm_passphrase(
-            db.session, current_user, form.passphrase.data, request.remote_addr, utcnow()
-        )
-        if problem:
-            form.passphrase.errors.append(problem)
-            problem = None
-            unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
-        else:
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if problem is None and reauthenticated(form):
             email = member.email or (member.user.email if member.user else "the member")
             try:
                 services.perform(
@@ -271,9 +253,47 @@ def action(membership_id: int, action: str):
     return render_page_or_fragment(
         "members/confirm.html",
         "members/_row.html",
-        422,
+        status,
         **_row_context(member, confirm=action, form=form, problem=problem),
     )
+
+
+# One view per action (the URL names it), each through `_member_action`.
+
+
+@bp.route("/<id:membership_id>/deactivate", methods=["GET", "POST"])
+@admin_required
+def deactivate(membership_id: int):
+    """Deactivate: the member keeps their data, frees their seat, is signed out."""
+    return _member_action(membership_id, "deactivate")
+
+
+@bp.route("/<id:membership_id>/reactivate", methods=["GET", "POST"])
+@admin_required
+def reactivate(membership_id: int):
+    """Reactivate: active again, taking a seat."""
+    return _member_action(membership_id, "reactivate")
+
+
+@bp.route("/<id:membership_id>/remove", methods=["GET", "POST"])
+@admin_required
+def remove(membership_id: int):
+    """Remove from the account (the person keeps their sign-in)."""
+    return _member_action(membership_id, "remove")
+
+
+@bp.route("/<id:membership_id>/make-co-owner", methods=["GET", "POST"])
+@admin_required
+def make_co_owner(membership_id: int):
+    """Make a member a co-owner (owners only)."""
+    return _member_action(membership_id, "make-co-owner")
+
+
+@bp.route("/<id:membership_id>/revoke-co-owner", methods=["GET", "POST"])
+@admin_required
+def revoke_co_owner(membership_id: int):
+    """Take back co-owner: a member again (owners only)."""
+    return _member_action(membership_id, "revoke-co-owner")
 
 
 def _done(member, membership_id: int, action: str, email: str):

@@ -7,11 +7,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from blueprints.auth.forms import ConfirmPassphraseForm
-from blueprints.auth.services import confirm_passphrase
-from blueprints.common import unit_of_work
-from blueprints.common.auth import admin_required, current_membership
+from blueprints.common.auth import admin_required, current_membership, reauthenticated
 from blueprints.common.extensions import db
-from blueprints.common.htmx import render_fragment, render_page_or_fragment
+from blueprints.common.htmx import render_fragment, render_page_or_fragment, request_is_partial
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings.forms import EnableForm
 from models import ScimRequestLog, utcnow
@@ -25,9 +23,12 @@ def _account_id() -> int:
     return current_membership().account_id
 
 
-def _context(**extra) -> dict:
+def _panel_context(connector=None, **extra) -> dict:
+    """What the connector panel (and the token panel in it) shows; never the request log
+    (a fragment gets its own context: asking for the passphrase runs no log query)."""
     account_id = _account_id()
-    connector = service.get_connector(db.session, account_id)
+    if connector is None:
+        connector = service.get_connector(db.session, account_id)
     now = utcnow()
     return {
         "connector": connector,
@@ -40,11 +41,15 @@ def _context(**extra) -> dict:
         "token": None,
         "mode": None,
         "error": None,
-        "log": _log(connector, None),
-        "outcome": None,
-        "log_oob": False,
         "now": now,
     } | extra
+
+
+def _log_context(connector, outcome: str | None = None, oob: bool = False) -> dict:
+    """What the request log shows: its newest rows, optionally of one outcome."""
+    outcome = outcome if outcome in OUTCOMES else None
+    log = _log(connector, outcome)
+    return {"connector": connector, "log": log, "outcome": outcome, "log_oob": oob}
 
 
 def _log(connector, outcome: str | None) -> list[ScimRequestLog]:
@@ -60,8 +65,11 @@ def _log(connector, outcome: str | None) -> list[ScimRequestLog]:
 @admin_required
 def index():
     """The seed's four steps, the connector, its token and the request log."""
+    context = _panel_context()
+    if not request_is_partial():
+        context |= _log_context(context["connector"])
     return render_page_or_fragment(
-        "scim_settings/index.html", "scim_settings/_connector_panel.html", **_context()
+        "scim_settings/index.html", "scim_settings/_connector_panel.html", **context
     )
 
 
@@ -71,26 +79,30 @@ def enable():
     """Enable SCIM: the panel comes back with the URL, the new token and the IdP steps."""
     form = EnableForm()
     if not form.validate_on_submit():
-        return render_fragment(
-            "scim_settings/_connector_panel.html",
-            422,
-            **_context(form=form, error="Choose an IdP and a lifetime."),
-        )
+        return _panel(422, form=form, error="Choose an IdP and a lifetime.")
     try:
         issued = service.enable(
             db.session, _account_id(), current_user, form.idp.data, form.lifetime.data, utcnow()
         )
     except service.ConnectorError as error:
-        return render_fragment(
-            "scim_settings/_connector_panel.html", 422, **_context(form=form, error=str(error))
-        )
+        return _panel(422, form=form, error=str(error))
     # The request log was rendered without a connector, so it doesn't poll yet: swap in
     # one that does (out of band), so the IdP's first requests show up as they come.
-    context = _context(token=issued.token, mode="issued")
+    panel = _panel_context(issued.connector, token=issued.token, mode="issued")
     return make_response(
-        render_template("scim_settings/_connector_panel.html", **context)
-        + render_template("scim_settings/_request_log.html", **context | {"log_oob": True})
+        render_template("scim_settings/_connector_panel.html", **panel)
+        + render_template(
+            "scim_settings/_request_log.html", **_log_context(issued.connector, oob=True)
+        )
     )
+
+
+def _panel(status: int = 200, **extra):
+    return render_fragment("scim_settings/_connector_panel.html", status, **_panel_context(**extra))
+
+
+def _token_panel(status: int = 200, **extra):
+    return render_fragment("scim_settings/_token_panel.html", status, **_panel_context(**extra))
 
 
 def _enabled_connector():
@@ -100,72 +112,69 @@ def _enabled_connector():
     return connector
 
 
-@bp.route("/<any(reveal, refresh, disable):action>", methods=["GET", "POST"])
-@admin_required
-def token_action(action: str):
-    """Reveal token, Refresh Token, Disable: each asks for the passphrase first (F1).
+# --- The token's actions: each asks for the passphrase first (SPEC F1) ----------------------
+# GET swaps the passphrase form into #token-panel. Reveal posts to the token panel; refresh
+# and disable change the whole connector panel (badge, times, banner), so their form posts
+# to it, and a wrong passphrase comes back as that panel with the form in place.
 
-    GET swaps the passphrase form into #token-panel; POST answers with the token panel
-    (the token shown once more) or, for disable, the whole connector panel.
-    """
+
+@bp.route("/reveal", methods=["GET", "POST"])
+@admin_required
+def reveal_token():
+    """Reveal token: the token shown once more, after the passphrase."""
     connector = _enabled_connector()
     form = ConfirmPassphraseForm()
     if request.method == "GET":
-        return render_fragment(
-            "scim_settings/_token_panel.html", **_context(mode=action, passphrase_form=form)
-        )
-    if not form.validate_on_submit():
-        return _passphrase_refused(action, form)
-    now = utcnow()
-    problem = confirm_passphrase(
-        db.session, current_user, form.passphrase.data, request.remote_addr, now
-    )
-    if problem:
-        form.passphrase.errors.append(problem)
-        unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
-        return _passphrase_refused(action, form)
-    if action == "reveal":
-        token = service.reveal(db.session, connector, current_user, now)
-        return render_fragment(
-            "scim_settings/_token_panel.html", **_context(mode="revealed", token=token)
-        )
-    if action == "refresh":
-        issued = service.refresh(db.session, connector, current_user, now)
-        # The whole panel: the badge, times and the banner all change with a refresh.
-        return render_fragment(
-            "scim_settings/_connector_panel.html", **_context(mode="refreshed", token=issued.token)
-        )
-    service.disable(db.session, connector, current_user, now)
-    return render_fragment("scim_settings/_connector_panel.html", **_context())
+        return _token_panel(mode="reveal", passphrase_form=form)
+    if not reauthenticated(form):
+        return _token_panel(422, connector=connector, mode="reveal", passphrase_form=form)
+    token = service.reveal(db.session, connector, current_user, utcnow())
+    return _token_panel(connector=connector, mode="revealed", token=token)
 
 
-def _passphrase_refused(action: str, form: ConfirmPassphraseForm):
-    """The passphrase form again, with its error, in place of itself: refresh and disable
-    post to the whole connector panel, which a 422 must not replace with the form."""
-    response = render_fragment(
-        "scim_settings/_token_panel.html", 422, **_context(mode=action, passphrase_form=form)
-    )
-    response.headers["HX-Retarget"] = "#token-panel"
-    response.headers["HX-Reswap"] = "outerHTML"
-    return response
+@bp.route("/refresh", methods=["GET", "POST"])
+@admin_required
+def refresh_token():
+    """Refresh Token: a new token on the same URL, the old one kept for the grace period."""
+    connector = _enabled_connector()
+    form = ConfirmPassphraseForm()
+    if request.method == "GET":
+        return _token_panel(mode="refresh", passphrase_form=form)
+    if not reauthenticated(form):
+        return _panel(422, connector=connector, mode="refresh", passphrase_form=form)
+    issued = service.refresh(db.session, connector, current_user, utcnow())
+    return _panel(connector=connector, mode="refreshed", token=issued.token)
+
+
+@bp.route("/disable", methods=["GET", "POST"])
+@admin_required
+def disable():
+    """Disable SCIM: the IdP is refused; the connector URL is kept for a later enable."""
+    connector = _enabled_connector()
+    form = ConfirmPassphraseForm()
+    if request.method == "GET":
+        return _token_panel(mode="disable", passphrase_form=form)
+    if not reauthenticated(form):
+        return _panel(422, connector=connector, mode="disable", passphrase_form=form)
+    service.disable(db.session, connector, current_user, utcnow())
+    return _panel()
 
 
 @bp.get("/token")
 @admin_required
 def token_panel():
     """The token panel's buttons again (Cancel)."""
-    _enabled_connector()
-    return render_fragment("scim_settings/_token_panel.html", **_context())
+    return _token_panel(connector=_enabled_connector())
 
 
 @bp.get("/log")
 @admin_required
 def request_log():
     """The request log, newest first, optionally one outcome; polled every 10 s."""
-    outcome = request.args.get("outcome")
     connector = service.get_connector(db.session, _account_id())
+    context = _log_context(connector, request.args.get("outcome"))
+    if not request_is_partial():
+        context = _panel_context(connector) | context
     return render_page_or_fragment(
-        "scim_settings/index.html",
-        "scim_settings/_request_log.html",
-        **_context(log=_log(connector, outcome), outcome=outcome if outcome in OUTCOMES else None),
+        "scim_settings/index.html", "scim_settings/_request_log.html", **context
     )

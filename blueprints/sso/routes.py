@@ -18,11 +18,15 @@ from flask import (
 from flask_login import current_user, login_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
-from blueprints.auth.services import confirm_passphrase
 from blueprints.common import unit_of_work
-from blueprints.common.auth import admin_required, current_membership, safe_next
+from blueprints.common.auth import (
+    admin_required,
+    current_membership,
+    reauthenticated,
+    safe_next,
+)
 from blueprints.common.extensions import csrf, db
-from blueprints.common.htmx import is_htmx, render_page_or_fragment
+from blueprints.common.htmx import is_htmx, render_page_or_fragment, request_is_partial
 from blueprints.sso import oidc, saml, services
 from blueprints.sso.forms import OidcForm, SamlForm
 from models import SsoConnection, utcnow
@@ -45,7 +49,9 @@ def _connection():
     return connection
 
 
-def _panel(status: int = 200, *, saml_form=None, oidc_form=None, protocol=None, error=None):
+def _panel(
+    status: int = 200, *, saml_form=None, oidc_form=None, protocol=None, error=None, confirm=None
+):
     connection = _connection()
     # The protocol of the connection there is; none yet, the owner chooses (the page
     # opened on OpenID Connect while it lists SAML 2.0 first).
@@ -60,6 +66,7 @@ def _panel(status: int = 200, *, saml_form=None, oidc_form=None, protocol=None, 
         oidc_form=oidc_form or OidcForm(formdata=None, obj=_oidc_defaults(connection)),
         domain_verified=services.has_verified_domain(db.session, current_membership().account_id),
         error=error,
+        confirm=confirm,
     )
 
 
@@ -179,34 +186,26 @@ def toggle(action: str):
     connection = _connection()
     form = ConfirmPassphraseForm()
     error = None
-    if request.method == "POST" and form.validate_on_submit():
-        problem = confirm_passphrase(
-            db.session, current_user, form.passphrase.data, request.remote_addr, utcnow()
-        )
-        if problem:
-            form.passphrase.errors.append(problem)
-            unit_of_work.keep_on_error()  # a wrong passphrase counts toward the lock-out
-        else:
-            try:
-                if action == "enable":
-                    services.enable(db.session, connection, current_user.id, utcnow())
-                else:
-                    services.disable(db.session, connection, current_user.id)
-            except services.SsoError as refusal:
-                error = str(refusal)
+    if request.method == "POST" and reauthenticated(form):
+        try:
+            if action == "enable":
+                services.enable(db.session, connection, current_user.id, utcnow())
             else:
-                if not is_htmx():
-                    return redirect(url_for("sso.index"))
-                return _panel()
-    status = 422 if form.errors or error else 200
-    response = render_page_or_fragment(
+                services.disable(db.session, connection, current_user.id)
+        except services.SsoError as refusal:
+            error = str(refusal)
+        else:
+            if not is_htmx():
+                return redirect(url_for("sso.index"))
+            return _panel()
+    if request.method == "POST" and request_is_partial():
+        # The form posts to the whole panel: a refusal is that panel with the form, its
+        # error and the passphrase's, in the action slot.
+        return _panel(422, confirm={"action": action, "form": form, "error": error})
+    status = 422 if request.method == "POST" else 200
+    return render_page_or_fragment(
         "sso/confirm.html", "sso/_confirm_form.html", status, action=action, form=form, error=error
     )
-    if status == 422 and is_htmx():
-        # The form posts to the whole panel; a refusal re-renders just the form in place.
-        response.headers["HX-Retarget"] = "#sso-action"
-        response.headers["HX-Reswap"] = "innerHTML"
-    return response
 
 
 # --- the sign-in round trip ------------------------------------------------------------
