@@ -120,6 +120,23 @@ def pytest_fixture_setup(fixturedef, request):
     return value
 
 
+REDIS = "redis://127.0.0.1:6379"
+
+
+def redis_db():
+    """A Redis database of the calling test's own, emptied, as (client, URL); the test
+    is skipped where no Redis answers on 127.0.0.1:6379."""
+    redis = pytest.importorskip("redis")
+    number = secrets.randbelow(14) + 1
+    client = redis.Redis.from_url(f"{REDIS}/{number}")
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis does not answer at 127.0.0.1:6379 ({type(exc).__name__})")
+    client.flushdb()
+    return client, f"{REDIS}/{number}"
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> Iterator[str]:
     """A migrated, empty database for this test run."""

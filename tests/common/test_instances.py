@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -22,12 +21,11 @@ from sqlalchemy import select
 from blueprints.scim_settings import connector as service
 from models import JobLease, SsoConnection, utcnow
 from tests import factories
-from tests.conftest import gunicorn
+from tests.conftest import gunicorn, redis_db
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-REDIS = "redis://127.0.0.1:6379"
 FREE_PARALLELISM = 8  # Entra ID sends up to about 10 requests at once
 # A job that falls due every 2 seconds in every process (JOB_SCHEDULE), each tick up to a
 # second late (jitter, as a loaded machine has them): fast, so a process whose tick comes
@@ -39,19 +37,6 @@ pytestmark = pytest.mark.skipif(
     os.environ.get("TEST_DATABASE", "sqlite") != "postgresql",
     reason="several instances share one PostgreSQL database (SQLite is one machine's file)",
 )
-
-
-def _redis_uri() -> str:
-    """A Redis database of this test's own, emptied; skip where none answers."""
-    redis = pytest.importorskip("redis")
-    number = secrets.randbelow(14) + 1
-    client = redis.Redis.from_url(f"{REDIS}/{number}")
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis does not answer at 127.0.0.1:6379 ({type(exc).__name__})")
-    client.flushdb()
-    return f"{REDIS}/{number}"
 
 
 def _ready_account(session, name: str, domain: str):
@@ -76,12 +61,11 @@ def deployment(database_url, session):
     """Two instances (A and B) of two workers each, sharing the database and Redis; and
     what they serve: an account (its owner, its connector) and a second account whose
     connector is flooded elsewhere (leases in flight in Redis)."""
-    redis_uri = _redis_uri()
+    redis, redis_uri = redis_db()
     account, owner, issued = _ready_account(session, "Example Inc", "example.com")
     *_, flooded = _ready_account(session, "Flooded Inc", "flooded.test")
     # Outside the SSO domain: a passphrase sign-in, not a redirect to the IdP.
     member = factories.make_user(session, account, "member@partner.test")
-    redis = pytest.importorskip("redis").Redis.from_url(redis_uri)
     # Connector `flooded` has FREE_PARALLELISM requests in flight elsewhere: each of its
     # requests arrives past its free parallelism and counts against its rate.
     redis.zadd(

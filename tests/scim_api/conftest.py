@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from pydantic import ValidationError
+from scim2_models import Error, SCIMException
 
 from blueprints.scim_api import admission
 from blueprints.scim_settings import connector as service
@@ -22,10 +24,27 @@ ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 
 @pytest.fixture(autouse=True)
-def fresh_limits(app):
-    with app.test_request_context():
-        admission.limits().reset()
+def fresh_limits(request):
+    """Empty limits for every test that has an app; pure tests (test_patch, test_query…:
+    no `app` among their fixtures) start none for it."""
+    if "app" in request.fixturenames:
+        with request.getfixturevalue("app").test_request_context():
+            admission.limits().reset()
     yield
+
+
+def refusal(call) -> tuple[int, str | None] | None:
+    """(status, scimType) the client receives when `call` fails, mapped as
+    blueprints.scim_api.errors maps scim2-models' and pydantic's exceptions; None when
+    it succeeds (for the pure tests, which call the modules without HTTP)."""
+    try:
+        call()
+    except SCIMException as error:
+        return error.status, error.scim_type or None
+    except ValidationError as error:
+        first = Error.from_validation_errors(error)[0]
+        return int(first.status), first.scim_type
+    return None
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
-from scim2_models import Error, InvalidFilterException, SCIMException, ScimFilter
+from scim2_models import InvalidFilterException, ScimFilter
 from scim2_models.path import (
     AttrPath,
     CompareOperator,
@@ -28,18 +27,12 @@ from blueprints.scim_api import filters, query
 from blueprints.scim_api.filters import MAX_FILTER_DEPTH, MAX_FILTER_TERMS
 from blueprints.scim_api.schemas import ENTERPRISE, PROVIDER, Group, UserResource
 from models import Account, MemberEmail, Membership, Team, TeamMember, db
+from tests.scim_api.conftest import refusal
 
 ALICE, BOB, ELODIE, DAVE = "Alice@Example.com", "bob.builder", "ÉLODIE@example.com", "dave_x"
 EVERYONE = {ALICE, BOB, ELODIE, DAVE}
 ENGINEERING, SALES, EMPTY = "Engineering", "Sales", "Empty"
 ALL_TEAMS = {ENGINEERING, SALES, EMPTY}
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    """Replaces the folder's autouse fixture: these tests need no app (their database is
-    their own, in memory)."""
-    yield
 
 
 def _at(month: int) -> datetime:
@@ -204,20 +197,6 @@ def teams(engine, text: str | None) -> set[str]:
     where = filters.where_clause("Group", bound(Group, text) if text else None)
     with engine.connect() as conn:
         return set(conn.execute(select(Team.display_name).where(where)).scalars())
-
-
-def refusal(call) -> tuple[int, str | None] | None:
-    """(status, scimType) the client receives when `call` fails, mapped as
-    blueprints.scim_api.errors maps scim2-models' and pydantic's exceptions; None when
-    it succeeds."""
-    try:
-        call()
-    except SCIMException as error:
-        return error.status, error.scim_type or None
-    except ValidationError as error:
-        first = Error.from_validation_errors(error)[0]
-        return int(first.status), first.scim_type
-    return None
 
 
 # --- Users: which rows match ----------------------------------------------------------------

@@ -6,7 +6,6 @@ and with a shared store the limits hold across processes."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +15,11 @@ import requests
 
 from blueprints.scim_api import admission
 from blueprints.scim_api.limits import FairGate, writers_per_process
-from tests.conftest import free_port, gunicorn
+from tests.conftest import free_port, gunicorn, redis_db
 from tests.scim_api.conftest import Scim, assert_scim_error
 
 SPC = "/ServiceProviderConfig"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-REDIS = "redis://127.0.0.1:6379"
 
 
 def _limits(app):
@@ -309,19 +307,6 @@ def test_an_unreachable_store_never_refuses_traffic(scim):
 # --- Across processes (a shared store) --------------------------------------------------
 
 
-def _redis_db():
-    """A Redis database of this test's own, emptied; skip where none answers."""
-    redis = pytest.importorskip("redis")
-    number = secrets.randbelow(14) + 1
-    client = redis.Redis.from_url(f"{REDIS}/{number}")
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis does not answer at 127.0.0.1:6379 ({type(exc).__name__})")
-    client.flushdb()
-    return client, f"{REDIS}/{number}"
-
-
 @pytest.mark.parametrize("shared", [True, False], ids=["redis", "per-process"])
 def test_two_gunicorn_processes_share_the_limits_through_redis(database_url, issued, shared):
     """Two gunicorn processes on one database (two instances, or two workers: each its
@@ -330,7 +315,7 @@ def test_two_gunicorn_processes_share_the_limits_through_redis(database_url, iss
     counts against its rate. The first fills the window; with Redis configured the
     second sees that, and holds the connector to the rate; without, it counts in flight
     and in its window on its own, and lets the requests through."""
-    client, uri = _redis_db()
+    client, uri = redis_db()
     env = {"SCIM_FREE_PARALLELISM": "1", "SCIM_RATE_LIMIT": "20/minute"}
     if shared:
         env["SCIM_LIMITS_STORAGE_URI"] = uri

@@ -8,37 +8,17 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from pydantic import ValidationError
-from scim2_models import Context, Error, SCIMException
+from scim2_models import Context, SCIMException
 
 from blueprints.scim_api import patch, serialize
 from blueprints.scim_api.patch import MembersOp
 from blueprints.scim_api.schemas import CORE_GROUP, CORE_USER, ENTERPRISE, MAX_LENGTH, UserResource
 from blueprints.scim_api.serialize import UserState
+from tests.scim_api.conftest import refusal
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 ACME = "urn:example:params:scim:schemas:extension:acme:2.0:User"
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    """Replaces the folder's autouse fixture: these tests need no app and no database."""
-    yield
-
-
-def refusal(call) -> tuple[int, str | None] | None:
-    """(status, scimType) the client receives when `call` fails, mapped as
-    blueprints.scim_api.errors maps scim2-models' and pydantic's exceptions; None when
-    it succeeds."""
-    try:
-        call()
-    except SCIMException as error:
-        return error.status, error.scim_type or None
-    except ValidationError as error:
-        first = Error.from_validation_errors(error)[0]
-        return int(first.status), first.scim_type
-    return None
 
 
 def body(*operations: dict) -> dict:

@@ -18,12 +18,6 @@ from blueprints.scim_api.schemas import CORE_USER, UserResource
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    """Replaces the folder's autouse fixture: these tests need no app and no database."""
-    yield
-
-
 def user(user_name: str = "bjensen", emails: list[dict] | None = None) -> UserResource:
     body = {"schemas": [CORE_USER], "userName": user_name}
     if emails is not None:

@@ -5,8 +5,7 @@ response includes (§3.9)."""
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-from scim2_models import Error, SCIMException
+from scim2_models import SCIMException
 
 from blueprints.scim_api import query
 from blueprints.scim_api.query import MAX_ATTRIBUTE_PATHS, MAX_START_INDEX, Page
@@ -18,27 +17,7 @@ from blueprints.scim_api.schemas import (
     Group,
     UserResource,
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    """Replaces the folder's autouse fixture: these tests need no app and no database."""
-    yield
-
-
-def refusal(call) -> tuple[int, str | None] | None:
-    """(status, scimType) the client receives when `call` fails, mapped as
-    blueprints.scim_api.errors maps scim2-models' and pydantic's exceptions; None when
-    it succeeds."""
-    try:
-        call()
-    except SCIMException as error:
-        return error.status, error.scim_type or None
-    except ValidationError as error:
-        first = Error.from_validation_errors(error)[0]
-        return int(first.status), first.scim_type
-    return None
-
+from tests.scim_api.conftest import refusal
 
 # --- search_request -------------------------------------------------------------------------
 

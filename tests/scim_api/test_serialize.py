@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from pydantic import ValidationError
-from scim2_models import Context, Error, PreconditionFailedException, SCIMException
+from scim2_models import Context, PreconditionFailedException, SCIMException
 
 from blueprints.scim_api import query, serialize
 from blueprints.scim_api.schemas import (
@@ -23,32 +22,13 @@ from blueprints.scim_api.schemas import (
     UserResource,
 )
 from blueprints.scim_api.serialize import UserState
+from tests.scim_api.conftest import refusal
 
 BASE = "https://id.example.test/scim/v2/c-1"
 REFUSED = (400, "invalidValue")
 ACME = "urn:example:params:scim:schemas:extension:acme:2.0:User"
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 MODIFIED = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    """Replaces the folder's autouse fixture: these tests need no app and no database."""
-    yield
-
-
-def refusal(call) -> tuple[int, str | None] | None:
-    """(status, scimType) the client receives when `call` fails, mapped as
-    blueprints.scim_api.errors maps scim2-models' and pydantic's exceptions; None when
-    it succeeds."""
-    try:
-        call()
-    except SCIMException as error:
-        return error.status, error.scim_type or None
-    except ValidationError as error:
-        first = Error.from_validation_errors(error)[0]
-        return int(first.status), first.scim_type
-    return None
 
 
 def user(**attributes) -> UserResource:
