@@ -1,5 +1,5 @@
 """A resource read without attributes/excludedAttributes is served from its stored
-payload directly (resources.render); asking to exclude an attribute it doesn't have goes
+payload directly (serialize.render); asking to exclude an attribute it doesn't have goes
 through scim2-models instead. Both must give the same document."""
 
 from __future__ import annotations
