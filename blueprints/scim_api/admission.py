@@ -20,7 +20,7 @@ _PER_APP_LOCK = threading.Lock()
 @dataclass(frozen=True)
 class Call:
     """What the blueprint's hooks know of a request, read from it once by routes.py (the
-    only module here that reads `flask.request`, with auth.py and errors.py)."""
+    only module here that reads the request object, with auth.py and errors.py)."""
 
     method: str
     writes: bool  # it may change something (POST /.search only reads)
