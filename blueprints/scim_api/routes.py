@@ -11,6 +11,7 @@ answer OPTIONS with Flask's empty HTML 200: everything here is a SCIM response.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, g, request
@@ -106,19 +107,33 @@ def json_body() -> Any:
     if not raw.strip():
         raise InvalidSyntaxException(detail="The request has no body; send a JSON object.")
     try:
-        body = json.loads(raw)
+        # UTF-8, as RFC 8259 §8.1 requires (a BOM ignored): json.loads would also take
+        # UTF-16 and UTF-8-encoded surrogates, which no database can store.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidSyntaxException(detail="The request body is not UTF-8 text.") from None
+    try:
+        body = json.loads(text)
     except (ValueError, RecursionError):
         raise InvalidSyntaxException(detail="The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise InvalidSyntaxException(detail="The request body must be a JSON object.")
-    check_input(body)
+    if _ESCAPED_UNSTORABLE.search(text):
+        # Decoded UTF-8 JSON holds a NUL or a lone surrogate only as an escape (a raw NUL
+        # is not JSON): a body without one needs no walk.
+        check_input(body)
     return body
 
 
+_ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])", re.IGNORECASE)
+
+
 def _query() -> dict:
-    """The query string's values, checked like a body (`check_input`)."""
+    """The query string's values, checked like a body (`check_input`): a NUL arrives
+    there only as %00 (werkzeug decodes anything else undecodable as U+FFFD)."""
     values = request.args.to_dict()
-    check_input(values, "The query")
+    if b"%00" in request.query_string:
+        check_input(values, "The query")
     return values
 
 

@@ -371,3 +371,63 @@ def test_the_membership_is_unchanged_after_every_refused_body(scim, session):
         assert scim("PUT", f"/Users/{ada['id']}", json=body).status_code == 400
     session.expire_all()
     assert session.get(Membership, before.id).version == version
+
+
+# --- What a body's bytes may be ---------------------------------------------------------
+
+
+def _raw(scim, data: bytes):
+    return scim("POST", "/Users", data=data, headers={"Content-Type": "application/scim+json"})
+
+
+def _count(session) -> int:
+    session.expire_all()
+    return session.query(Membership).count()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # A surrogate encoded in UTF-8 bytes: Python's json.loads takes it (surrogatepass)
+        # and it reached the database as a lone surrogate.
+        b'{"schemas": ["' + USER.encode() + b'"], "userName": "ada\xed\xa0\x80"}',
+        # UTF-16: json.loads detects it; RFC 8259 §8.1 says JSON between systems is UTF-8.
+        ('{"schemas": ["' + USER + '"], "userName": "ada"}').encode("utf-16"),
+        b'{"schemas": ["' + USER.encode() + b'"], "userName": "\xff\xfe"}',
+    ],
+    ids=["utf8-encoded-surrogate", "utf-16", "not-utf-8"],
+)
+def test_a_body_that_is_not_utf_8_is_400_and_changes_nothing(scim, session, data):
+    before = _count(session)
+
+    error = assert_scim_error(_raw(scim, data), 400)
+
+    assert error["scimType"] == "invalidSyntax"
+    assert error["detail"] == "The request body is not UTF-8 text."
+    assert _count(session) == before
+
+
+def test_a_utf_8_body_with_a_byte_order_mark_is_read(scim):
+    """RFC 8259 §8.1: a parser MAY ignore a BOM; some Windows tools write one."""
+    data = b"\xef\xbb\xbf" + ('{"schemas": ["' + USER + '"], "userName": "zoë"}').encode()
+
+    response = _raw(scim, data)
+
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["userName"] == "zoë"
+
+
+@pytest.mark.parametrize(
+    ("escaped", "stored"),
+    [("\\u00e9", "é"), ("\\ud83d\\ude00", "😀"), ("\\\\u0000", "\\u0000")],
+    ids=["accent", "surrogate-pair", "escaped-backslash"],
+)
+def test_escapes_that_make_storable_text_are_kept(scim, escaped, stored):
+    """Only an escaped NUL or a lone surrogate is refused: an escaped accent, a surrogate
+    pair (an emoji) and a backslash followed by "u0000" are text like any other."""
+    data = ('{"schemas": ["' + USER + '"], "userName": "a' + escaped + '"}').encode()
+
+    response = _raw(scim, data)
+
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["userName"] == "a" + stored
