@@ -321,7 +321,13 @@ class LoginThrottle(db.Model):
 class AuditEvent(db.Model):
     """Who did what, when, in which account. Never holds a secret."""
 
-    __table_args__ = (Index("ix_audit_event_account_created", "account_id", "created_at"),)
+    # Keyset pages of the Audit log page, newest first on (created_at, id): by account,
+    # and by account and action or actor (blueprints/audit/services.py).
+    __table_args__ = (
+        Index("ix_audit_event_account_created", "account_id", "created_at", "id"),
+        Index("ix_audit_event_account_action", "account_id", "action", "created_at", "id"),
+        Index("ix_audit_event_account_actor", "account_id", "actor_user_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))

@@ -4,6 +4,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
+    from blueprints.audit.routes import bp as audit_bp
     from blueprints.auth.routes import bp as auth_bp
     from blueprints.common.errors import register_error_handlers
     from blueprints.dashboard.routes import bp as dashboard_bp
@@ -21,5 +22,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(scim_settings_bp)
     app.register_blueprint(members_bp)
     app.register_blueprint(invitations_bp)
+    app.register_blueprint(audit_bp)
     app.register_blueprint(scim_api_bp)
     register_error_handlers(app)

@@ -9,24 +9,20 @@ member's row and answer with the row as it now is.
 
 from __future__ import annotations
 
-import csv
-import io
-
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     g,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.common.auth import admin_required, current_membership, reauthenticated
+from blueprints.common.export import csv_download
 from blueprints.common.extensions import db
 from blueprints.common.htmx import (
     is_htmx,
@@ -36,7 +32,7 @@ from blueprints.common.htmx import (
 )
 from blueprints.members import services
 from blueprints.members.services import ActionRefused, Filters
-from models import Account, utcnow
+from models import Account
 
 bp = Blueprint("members", __name__, url_prefix="/enterprise/members")
 
@@ -144,57 +140,22 @@ def export():
     filters = Filters.from_args(request.args)
     account_id, scim_enabled = _account_id(), _scim_enabled()
 
-    def generate():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(
-            ["email", "name", "role", "source", "status", "licence", "teams", "last_sign_in"]
-        )
-        for count, row in enumerate(
-            services.export_rows(db.session, account_id, filters, scim_enabled), 1
-        ):
+    def rows():
+        for row in services.export_rows(db.session, account_id, filters, scim_enabled):
             m = row.membership
-            writer.writerow(
-                _cells(
-                    row.email,
-                    row.name,
-                    m.role,
-                    m.source,
-                    m.status,
-                    "yes" if m.licensed else "no",
-                    "; ".join(row.teams),
-                    row.last_sign_in_at.strftime("%Y-%m-%d %H:%M UTC")
-                    if row.last_sign_in_at
-                    else "",
-                )
+            yield (
+                row.email,
+                row.name,
+                m.role,
+                m.source,
+                m.status,
+                "yes" if m.licensed else "no",
+                "; ".join(row.teams),
+                row.last_sign_in_at.strftime("%Y-%m-%d %H:%M UTC") if row.last_sign_in_at else "",
             )
-            if count % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
 
-    stamp = utcnow().strftime("%Y%m%d")
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="members-{stamp}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-def _cells(*values) -> list[str]:
-    """Cells a spreadsheet shows as text: one starting with = + - @ (or a tab or CR) would
-    be run as a formula (CSV injection), so it gets a leading apostrophe."""
-    out = []
-    for value in values:
-        text = "" if value is None else str(value)
-        if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-            text = "'" + text
-        out.append(text)
-    return out
+    header = ["email", "name", "role", "source", "status", "licence", "teams", "last_sign_in"]
+    return csv_download("members", header, rows)
 
 
 # --- member actions ---------------------------------------------------------------------------
