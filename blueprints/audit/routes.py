@@ -35,6 +35,7 @@ def index():
         result=result,
         actions=ACTIONS,
         label=services.label,
+        actor_name=services.actor_name,
         partial=request_is_partial(),
         list_url=lambda **changes: url_for("audit.index", **filters.args(**changes)),
     )
@@ -51,8 +52,9 @@ def event(event_id: int):
     if found is None:
         abort(404)
     shown, email = found
+    actor = services.actor_name(shown, {shown.actor_user_id: email} if email else {})
     return render_template(
-        "audit/event.html", event=shown, actor=email, label=services.label(shown.action)
+        "audit/event.html", event=shown, actor=actor, label=services.label(shown.action)
     )
 
 
@@ -60,7 +62,7 @@ def _record(event, email) -> dict:
     return {
         "id": event.id,
         "time": event.created_at.isoformat().replace("+00:00", "Z"),
-        "actor": email,
+        "actor": email or services.actor_name(event, {}),
         "action": event.action,
         "resource": event.target,
         "address": event.remote_addr,

@@ -57,6 +57,16 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("scim.token_auto_refreshed", "SCIM token refreshed automatically"),
         ("scim.token_auto_refresh_failed", "SCIM token's automatic refresh failed"),
     ],
+    "SCIM provisioning": [
+        ("scim.user_created", "User provisioned"),
+        ("scim.user_updated", "User updated"),
+        ("scim.user_deactivated", "User deactivated"),
+        ("scim.user_reactivated", "User reactivated"),
+        ("scim.user_deleted", "User deleted"),
+        ("scim.group_created", "Group created"),
+        ("scim.group_updated", "Group updated"),
+        ("scim.group_deleted", "Group deleted"),
+    ],
     "Members": [
         ("member.deactivate", "Member deactivated"),
         ("member.reactivate", "Member reactivated"),
@@ -74,6 +84,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def detail_text(detail: dict | None) -> str:
     """An event's detail as one line of JSON (the CSV export's cell)."""
     return json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else ""
+
+
+def actor_name(event, emails: dict[int, str]) -> str:
+    """Who acted, as the page shows it: a person's email; the identity provider for a
+    change SCIM made; "System" for a job; a person since deleted."""
+    if event.actor_user_id is not None:
+        return emails.get(event.actor_user_id) or "A deleted user"
+    if (event.detail or {}).get("via") == "scim":
+        return "Identity provider (SCIM)"
+    return "System"
 
 
 def label(action: str) -> str:

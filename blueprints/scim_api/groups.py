@@ -26,7 +26,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from blueprints.common.sql import upsert_rows
-from blueprints.scim_api import filters
+from blueprints.scim_api import filters, provisioning
 from blueprints.scim_api import patch as patching
 from blueprints.scim_api.query import descending, page, wants
 from blueprints.scim_api.schemas import Group
@@ -153,36 +153,33 @@ def _resolve_members(session, account_id: int, members) -> tuple[list[dict], lis
     return rows, list(dict.fromkeys(skipped))
 
 
-def _add_members(session, team: Team, rows: list[dict], now: datetime, replace: bool) -> bool:
+def _add_members(session, team: Team, rows: list[dict], now: datetime, replace: bool) -> int:
     """Insert the members not in the team yet, and write the display of those who are
-    (on `add`, only a display that was sent); True when anything changed."""
+    (on `add`, only a display that was sent); how many rows changed."""
     if not rows:
-        return False
+        return 0
     table = TeamMember.__table__
 
     def changed_display(excluded):
         differs = table.c.display.is_distinct_from(excluded.display)
         return differs if replace else and_(excluded.display.is_not(None), differs)
 
-    return (
-        upsert_rows(
-            session,
-            table,
-            [dict(r, team_id=team.id, created_at=now) for r in rows],
-            ["team_id", "membership_id"],
-            update=lambda excluded: {"display": excluded.display},
-            where=changed_display,
-        )
-        > 0
+    return upsert_rows(
+        session,
+        table,
+        [dict(r, team_id=team.id, created_at=now) for r in rows],
+        ["team_id", "membership_id"],
+        update=lambda excluded: {"display": excluded.display},
+        where=changed_display,
     )
 
 
-def _remove_members(session, team: Team, condition=None) -> bool:
-    """True when someone was removed."""
+def _remove_members(session, team: Team, condition=None) -> int:
+    """How many members were removed."""
     statement = delete(TeamMember).where(TeamMember.team_id == team.id)
     if condition is not None:
         statement = statement.where(condition)
-    return session.execute(statement.execution_options(synchronize_session=False)).rowcount > 0
+    return session.execute(statement.execution_options(synchronize_session=False)).rowcount
 
 
 def _bump(session, team: Team, now: datetime) -> None:
@@ -200,12 +197,30 @@ def _bump(session, team: Team, now: datetime) -> None:
     set_committed_value(team, "updated_at", updated_at)
 
 
-def _set_members(session, team: Team, rows: list[dict], now: datetime) -> bool:
-    """Make `rows` the team's whole member list (PUT, PATCH replace); True if it changed."""
+def _set_members(session, team: Team, rows: list[dict], now: datetime) -> tuple[int, int]:
+    """Make `rows` the team's whole member list (PUT, PATCH replace): (added or display
+    changed, removed)."""
     keep = [r["membership_id"] for r in rows]
     condition = TeamMember.membership_id.not_in(keep) if keep else None
     removed = _remove_members(session, team, condition)
-    return _add_members(session, team, rows, now, replace=True) or removed
+    return _add_members(session, team, rows, now, replace=True), removed
+
+
+def _attributes(team: Team) -> dict:
+    """A group's own attributes as the audit compares them."""
+    return {"displayName": team.display_name, "externalId": team.external_id}
+
+
+def _audit(
+    session, team: Team, before: dict, now: datetime, added=0, removed=0, deleted=False
+) -> None:
+    """Audit a write of `team` (SPEC F10), from its attributes `before`."""
+    after = {} if deleted else _attributes(team)
+    event = provisioning.group_event(
+        team.account_id, team.scim_id, before, after, now, added, removed
+    )
+    if event is not None:
+        provisioning.audit(session, event)
 
 
 def create(session, connector, body: dict, now: datetime) -> tuple[Team, list[str]]:
@@ -225,7 +240,11 @@ def create(session, connector, body: dict, now: datetime) -> tuple[Team, list[st
     rows, skipped = _resolve_members(session, connector.account_id, group_members(resource))
     session.add(team)
     session.flush()
-    _add_members(session, team, rows, now, replace=True)
+    added = _add_members(session, team, rows, now, replace=True)
+    provisioning.audit(
+        session,
+        provisioning.group_event(team.account_id, team.scim_id, {}, _attributes(team), now, added),
+    )
     return team, skipped
 
 
@@ -237,41 +256,46 @@ def replace(
     check_if_match(team.version, if_match)
     refuse_unknown_schemas(body, GROUP_SCHEMAS)
     resource = validate(Group, body, Context.RESOURCE_REPLACEMENT_REQUEST)
+    before = _attributes(team)
     _write_attributes(team, resource)
     _check_unique(session, team)
     rows, skipped = _resolve_members(session, connector.account_id, group_members(resource))
     session.flush()
-    _set_members(session, team, rows, now)
+    added, removed = _set_members(session, team, rows, now)
     _bump(session, team, now)
+    _audit(session, team, before, now, added, removed)
     return team, skipped
 
 
 def _members_op(session, team: Team, operation: patching.MembersOp, now: datetime) -> tuple:
-    """One PATCH operation on `members` as row statements: (whether it changed the member
-    list, the ids skipped as unknown). Adding a member again or removing a non-member
-    leaves the version as it is."""
+    """One PATCH operation on `members` as row statements: (members added or whose
+    display changed, members removed, the ids skipped as unknown). Adding a member again
+    or removing a non-member changes nothing (nor the version)."""
     if operation.op == "remove":
+        condition = None
         if operation.value_filter is not None:
             multi = filters.mapping("Group").multi[MEMBERS]
-            condition = filters.compile_values(multi, operation.value_filter, MEMBERS)
             matched = (
                 select(TeamMember.membership_id)
                 .join(Membership, Membership.id == TeamMember.membership_id)
-                .where(TeamMember.team_id == team.id, condition)
+                .where(
+                    TeamMember.team_id == team.id,
+                    filters.compile_values(multi, operation.value_filter, MEMBERS),
+                )
             )
-            return _remove_members(session, team, TeamMember.membership_id.in_(matched)), []
-        if operation.members is not None:
+            condition = TeamMember.membership_id.in_(matched)
+        elif operation.members is not None:
             ids = [member_id for member_id, _, _ in operation.members]
             rows = select(Membership.id).where(
                 Membership.account_id == team.account_id,
                 Membership.scim_id.in_([i for i in ids if usable_id(i)]),
             )
-            return _remove_members(session, team, TeamMember.membership_id.in_(rows)), []
-        return _remove_members(session, team), []
+            condition = TeamMember.membership_id.in_(rows)
+        return 0, _remove_members(session, team, condition), []
     rows, unknown = _resolve_members(session, team.account_id, operation.members or [])
     if operation.op == "replace":
-        return _set_members(session, team, rows, now), unknown
-    return _add_members(session, team, rows, now, replace=False), unknown
+        return *_set_members(session, team, rows, now), unknown
+    return _add_members(session, team, rows, now, replace=False), 0, unknown
 
 
 def patch(
@@ -281,27 +305,33 @@ def patch(
     team = get(session, connector.account_id, scim_id)
     check_if_match(team.version, if_match)
     operations = patching.group_operations(body)
-    changed = False
+    before = _attributes(team)
+    added = removed = 0
     skipped: list[str] = []
     for operation in operations.members:
-        members_changed, unknown = _members_op(session, team, operation, now)
-        changed |= members_changed
+        more, fewer, unknown = _members_op(session, team, operation, now)
+        added, removed = added + more, removed + fewer
         skipped += unknown
+    renamed = False
     if operations.others is not None:
         resource = group_resource(team)
         if patching.apply(operations.others, resource):
             _write_attributes(team, resource)
             _check_unique(session, team)
-            changed = True
+            renamed = True
     session.flush()
-    if changed:
+    if added or removed or renamed:
         _bump(session, team, now)
+        _audit(session, team, before, now, added, removed)
     return team, list(dict.fromkeys(skipped))
 
 
-def delete_group(session, connector, scim_id: str, if_match: str | None = None) -> None:
+def delete_group(
+    session, connector, scim_id: str, now: datetime, if_match: str | None = None
+) -> None:
     """DELETE /Groups/<id>: the team goes (SPEC F5), its member rows with it."""
     team = get(session, connector.account_id, scim_id)
     check_if_match(team.version, if_match)
+    _audit(session, team, _attributes(team), now, deleted=True)
     session.delete(team)
     session.flush()

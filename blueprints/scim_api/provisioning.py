@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from scim2_models import ForbiddenException, InvalidValueException, UniquenessException
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
@@ -34,7 +34,7 @@ from blueprints.common.urls import absolute_url
 from blueprints.domains.services import email_domain
 from blueprints.scim_api.schemas import UserResource
 from blueprints.scim_api.serialize import text
-from models import Account, Domain, Membership, User
+from models import Account, AuditEvent, Domain, Membership, User
 
 EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
@@ -248,3 +248,90 @@ def queue(session, member: Membership, pending: list) -> None:
             outbox.enqueue_welcome(session, value.id, value.email, name)
         else:
             outbox.add(session, outbox.message(**invitation(member.email, value, name)))
+
+
+# --- Audit (SPEC F10: every change SCIM made, in the transaction that makes it) -------------
+
+_AUDIT = AuditEvent.__table__
+INSERT_AUDIT = insert(_AUDIT)
+MAX_TARGET = 400  # characters of audit_event.target
+
+
+def changes(before: dict, after: dict) -> dict[str, list]:
+    """{attribute: [before, after]} for each top-level attribute that differs (a
+    stored document never holds a password: serialize.document leaves it out)."""
+    return {
+        name: [before.get(name), after.get(name)]
+        for name in sorted(before.keys() | after.keys())
+        if before.get(name) != after.get(name)
+    }
+
+
+def audit_row(account_id: int, action: str, target: str, detail: dict, now: datetime) -> dict:
+    """An audit event of the IdP (no person acts: `via` says it was SCIM), as a row."""
+    return {
+        "account_id": account_id,
+        "actor_user_id": None,
+        "action": action,
+        "target": target[:MAX_TARGET],
+        "detail": {"via": "scim", **detail},
+        "remote_addr": None,
+        "created_at": now,
+    }
+
+
+def audit(session, row: dict) -> None:
+    """Write an audit event in the request's transaction."""
+    execute(session, INSERT_AUDIT, row)
+
+
+def user_event(
+    account_id: int, scim_id: str, user_name: str, before: dict, after: dict, now: datetime
+) -> dict | None:
+    """The audit row of a user written from `before` to `after` (documents with their
+    live `active`): created, deleted, deactivated, reactivated or updated; None when
+    nothing changed."""
+    changed = changes(before, after)
+    if not changed:
+        return None
+    if not before:
+        action = "scim.user_created"
+    elif not after:
+        action = "scim.user_deleted"
+    elif before.get("active") is not False and after.get("active") is False:
+        action = "scim.user_deactivated"
+    elif before.get("active") is False and after.get("active") is not False:
+        action = "scim.user_reactivated"
+    else:
+        action = "scim.user_updated"
+    detail = {"id": scim_id, "changes": changed}
+    return audit_row(account_id, action, f"user:{user_name}", detail, now)
+
+
+def group_event(
+    account_id: int,
+    scim_id: str,
+    before: dict,
+    after: dict,
+    now: datetime,
+    added: int = 0,
+    removed: int = 0,
+) -> dict | None:
+    """The audit row of a group written from `before` to `after` ({displayName,
+    externalId}; {} when it did not or no longer exists), with how many members were
+    added (or had their display changed) and removed; None when nothing changed."""
+    changed = changes(before, after)
+    if not changed and not added and not removed:
+        return None
+    action = (
+        "scim.group_created"
+        if not before
+        else "scim.group_deleted"
+        if not after
+        else "scim.group_updated"
+    )
+    detail = {"id": scim_id, "changes": changed}
+    if added or removed:
+        detail["members"] = {"added": added, "removed": removed}
+    name = after.get("displayName") or before.get("displayName") or scim_id
+    return audit_row(account_id, action, f"group:{name}", detail, now)

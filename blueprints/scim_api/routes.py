@@ -289,9 +289,9 @@ def patch_resource(kind: str, scim_id: str):
 @route("/<any(Users, Groups):kind>/<scim_id:scim_id>", ["DELETE"])
 def delete_resource(kind: str, scim_id: str):
     if kind == "Users":
-        users.delete(db.session, g.scim_connector, scim_id, _if_match())
+        users.delete(db.session, g.scim_connector, scim_id, utcnow(), _if_match())
     else:
-        groups.delete_group(db.session, g.scim_connector, scim_id, _if_match())
+        groups.delete_group(db.session, g.scim_connector, scim_id, utcnow(), _if_match())
     db.session.flush()
     return _empty(204)
 

@@ -399,6 +399,11 @@ def create(session, connector, body: dict, now: datetime) -> UserState:
         member.updated_at = now
         provisioning.set_active(session, member, active)
     session.flush()
+    document = columns["scim_resource"]
+    provisioning.audit(
+        session,
+        provisioning.user_event(account_id, member.scim_id, member.user_name, {}, document, now),
+    )
     return UserState.of(member)
 
 
@@ -447,10 +452,14 @@ def _insert_new(
     elif email is not None and match.person_id is None:
         person = provisioning.new_person(row["display_name"], email, now)
 
+    event = provisioning.user_event(
+        account_id, row["scim_id"], row["user_name"], {}, row["scim_resource"], now
+    )
+
     # The writes.
     if session.get_bind().dialect.name == "postgresql":
         return _insert_in_one_statement(
-            session, account_id, row, emails, person, invitation, email, account_name, active
+            session, account_id, row, emails, person, invitation, email, account_name, active, event
         )
     if person is not None:
         row["user_id"] = execute(session, _INSERT_PERSON, person).scalar_one()
@@ -461,6 +470,7 @@ def _insert_new(
         outbox.enqueue_welcome(session, row["user_id"], email, account_name, now)
     elif invitation is not None:
         outbox.add(session, invitation)
+    provisioning.audit(session, event)
     if active and not seats.take_for_new(session, account_id):
         raise provisioning.licence_limit()
     return _new_state(member_id, row)
@@ -488,6 +498,7 @@ def _one_statement(
     mail_columns: tuple | None,
     emails: bool,
     seat: bool,
+    audit_columns: tuple = (),
 ):
     """PostgreSQL: a new member's writes as one statement of data-modifying CTEs (the
     person, the membership, its emails, the welcome or invitation email, the seat), where
@@ -541,6 +552,9 @@ def _one_statement(
         else:
             chosen = select(*values)
         extra.append(insert(_OUTBOX).from_select(names, chosen).cte("new_mail"))
+    if audit_columns:  # the audit event of the create (SPEC F10)
+        values = select(*_values(provisioning._AUDIT, "a_", audit_columns))
+        extra.append(insert(provisioning._AUDIT).from_select(audit_columns, values).cte("audit"))
     seated = literal(True)
     if seat:  # last, as on SQLite: the account row is locked from here to the commit
         taken = update(_ACCOUNTS).where(
@@ -556,15 +570,18 @@ def _one_statement(
 
 
 def _insert_in_one_statement(
-    session, account_id, row, emails, person, invitation, email, account_name, active
+    session, account_id, row, emails, person, invitation, email, account_name, active, event
 ) -> UserState:
     """`_insert_new`'s writes on PostgreSQL, in one statement (`_one_statement`), whose
     shape follows the rows written (their columns are the statement's cache key)."""
     letter = invitation or {}
     if person is not None:
         letter = outbox.welcome(None, email, account_name, row["created_at"])
-    statement = _one_statement(tuple(row), tuple(person or ()), tuple(letter), bool(emails), active)
+    statement = _one_statement(
+        tuple(row), tuple(person or ()), tuple(letter), bool(emails), active, tuple(event)
+    )
     params = {f"m_{name}": value for name, value in row.items()}
+    params.update({f"a_{name}": value for name, value in event.items()})
     params["account_id"] = account_id
     params.update({f"p_{name}": value for name, value in (person or {}).items()})
     params.update({f"o_{name}": value for name, value in letter.items()})
@@ -577,8 +594,10 @@ def _insert_in_one_statement(
 
 
 def _apply(session, member: Membership, resource: UserResource, now: datetime) -> UserState:
-    """Write a whole resource (PUT, or the result of a PATCH) onto `member`."""
+    """Write a whole resource (PUT, or the result of a PATCH) onto `member`, and audit
+    what changed."""
     columns, emails = user_columns(resource)
+    before = _audited(member.scim_resource, member.active)
     with session.no_autoflush:
         _write_attributes(member, columns, emails)
         _check_unique(session, member.account_id, columns, member.id)
@@ -590,7 +609,18 @@ def _apply(session, member: Membership, resource: UserResource, now: datetime) -
         member.updated_at = now
     session.flush()
     provisioning.queue(session, member, pending)
+    after = _audited(columns["scim_resource"], member.active)
+    event = provisioning.user_event(
+        member.account_id, member.scim_id, member.user_name, before, after, now
+    )
+    if event is not None:
+        provisioning.audit(session, event)
     return UserState.of(member)
+
+
+def _audited(document: dict | None, active: bool) -> dict:
+    """A user as the audit compares it: the stored document with the live `active`."""
+    return {**(document or {}), "active": active}
 
 
 def replace(
@@ -621,12 +651,17 @@ def patch(
     return _apply(session, member, resource, now)
 
 
-def delete(session, connector, scim_id: str, if_match: str | None = None) -> None:
+def delete(session, connector, scim_id: str, now: datetime, if_match: str | None = None) -> None:
     """DELETE /Users/<id>: the membership goes, its seat and sessions with it (its email
     rows by the database's cascade: not loaded)."""
     member = _member(session, connector.account_id, scim_id, emails=False)
     check_if_match(member.version, if_match)
+    before = _audited(member.scim_resource, member.active)
     provisioning.set_active(session, member, False)
     bump_teams_of(session, member.id)
     session.delete(member)
     session.flush()
+    provisioning.audit(
+        session,
+        provisioning.user_event(member.account_id, scim_id, member.user_name, before, {}, now),
+    )
