@@ -53,23 +53,29 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import platform
 import random
 import re
-import resource
 import sys
-import threading
 import time
-import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-from members_bench import FIRST, SqlLog, analyze, percentile, person, rss
+from members_bench import (
+    FIRST,
+    SqlLog,
+    analyze,
+    explain,
+    export_once,
+    fingerprint,
+    percentile,
+    person,
+    timed_get,
+)
 from scratch import ROOT, scratch  # bench/scratch.py (this script runs from bench/)
 
 A = "/enterprise/audit"
@@ -177,17 +183,6 @@ def scim_group(action: str, rng: random.Random) -> tuple[str, dict]:
         detail["changes"] = {}
         detail["members"] = {"added": rng.randrange(3), "removed": rng.randrange(2)}
     return f"group:{name}", detail
-
-
-def fingerprint() -> str:
-    """A hash of the product code: figures from different code are not comparable."""
-    digest = hashlib.sha256()
-    files = [ROOT / "app.py", ROOT / "models.py", *sorted((ROOT / "blueprints").rglob("*.py"))]
-    files += sorted((ROOT / "templates" / "audit").glob("*.html"))
-    files += sorted((ROOT / "migrations" / "versions").glob("*.py"))
-    for path in files:
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 # --- seeding ----------------------------------------------------------------------------------
@@ -427,27 +422,10 @@ def references(db, account_id: int, n_total: int, deep_rank: int) -> dict:
 ROW = re.compile(rb'<tr id="event-(\d+)"')
 
 
-def timed_get(client, path: str, headers: dict | None, log: SqlLog) -> dict:
-    log.take()
-    t0 = time.perf_counter()
-    response = client.get(path, headers=headers)
-    body = response.get_data()
-    ms = (time.perf_counter() - t0) * 1000
-    statements = log.take()
-    return {
-        "ms": ms,
-        "status": response.status_code,
-        "bytes": len(body),
-        "ids": [int(i) for i in ROW.findall(body)],
-        "sql_ms": sum(s[0] for s in statements),
-        "statements": statements,
-    }
-
-
 def measure(client, case: dict, repeats: int, log: SqlLog) -> dict:
     for _ in range(2):
-        timed_get(client, case["path"], case.get("headers"), log)
-    runs = [timed_get(client, case["path"], case.get("headers"), log) for _ in range(repeats)]
+        timed_get(client, case["path"], case.get("headers"), log, ROW)
+    runs = [timed_get(client, case["path"], case.get("headers"), log, ROW) for _ in range(repeats)]
     times = [r["ms"] for r in runs]
     sql = [r["sql_ms"] for r in runs]
     worst = max(runs, key=lambda r: r["ms"])  # its statements are the ones explained
@@ -481,88 +459,6 @@ def measure(client, case: dict, repeats: int, log: SqlLog) -> dict:
     if check == "WRONG":
         result["ids_expected"], result["ids_seen"] = expected, runs[-1]["ids"]
     return result
-
-
-def export_once(client, path: str, header_lines: int, with_tracemalloc: bool = False) -> dict:
-    """GET an export and read it as it streams (nothing kept), sampling RSS meanwhile."""
-    samples = [rss()]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.02):
-            samples.append(rss())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if with_tracemalloc:
-        tracemalloc.start()
-    sampler.start()
-    t0 = time.perf_counter()
-    response = client.get(path, buffered=False)
-    size = lines = 0
-    first_byte = error = None
-    try:
-        for chunk in response.response:
-            if first_byte is None:
-                first_byte = time.perf_counter() - t0
-            size += len(chunk)
-            lines += chunk.count(b"\n")
-    except Exception as exc:  # reported, not asserted
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-    finally:
-        response.close()
-    seconds = time.perf_counter() - t0
-    done.set()
-    sampler.join()
-    samples.append(rss())
-    rows = lines - header_lines
-    result = {
-        "path": path,
-        "status": response.status_code,
-        "seconds": round(seconds, 2),
-        "first_byte_ms": round((first_byte or 0) * 1000, 1),
-        "rows": rows,
-        "rows_per_s": round(rows / seconds),
-        "mb": round(size / 2**20, 1),
-        "rss_start_mb": round(samples[0] / 2**20, 1),
-        "rss_peak_growth_mb": round((max(samples) - samples[0]) / 2**20, 1),
-        "rss_end_growth_mb": round((samples[-1] - samples[0]) / 2**20, 1),
-        # ru_maxrss is the process's lifetime peak (KiB on Linux): it grows only when the
-        # export goes above every earlier peak (seeding included).
-        "maxrss_growth_mb": round(
-            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss0) / 1024, 1
-        ),
-    }
-    if error:
-        result["error"] = error  # the body stopped there (a truncated download)
-    if with_tracemalloc:
-        result["tracemalloc_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
-        tracemalloc.stop()
-    return result
-
-
-def explain(engine, statement: str, parameters, postgres: bool, run: bool = True) -> str:
-    """The plan of one statement as the app ran it (same SQL, same parameters); on
-    PostgreSQL run too (ANALYZE, BUFFERS) unless `run` is false."""
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if postgres:
-            prefix = "EXPLAIN (ANALYZE, BUFFERS) " if run else "EXPLAIN "
-            cursor.execute(prefix + statement, parameters)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-        else:
-            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-            depth: dict[int, int] = {0: 0}
-            lines = []
-            for node, parent, _, detail in cursor.fetchall():
-                depth[node] = depth.get(parent, 0) + 1
-                lines.append("  " * (depth[node] - 1) + detail)
-            plan = "\n".join(lines)
-        raw.rollback()
-        return plan
-    finally:
-        raw.close()
 
 
 def explain_generic(engine, statement: str, parameters: dict) -> str:
@@ -738,7 +634,7 @@ def main() -> int:
             "cores": os.cpu_count(),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "python": platform.python_version(),
-            "code": fingerprint(),
+            "code": fingerprint("templates/audit/*.html", "migrations/versions/*.py"),
             "load_avg_start": [round(x, 2) for x in os.getloadavg()],
             "started": stamp,
         }
@@ -823,7 +719,9 @@ def main() -> int:
         ):
             for k in range(args.export_repeats):
                 log.take()
-                exports.append({"label": f"{label} #{k + 1}", **export_once(client, path, header)})
+                exports.append(
+                    {"label": f"{label} #{k + 1}", **export_once(client, path, header_lines=header)}
+                )
                 print(f"  {exports[-1]['label']}: {exports[-1]['seconds']} s")
                 statements = log.take()
                 ours = [s for s in statements if "FROM audit_event" in s[1]]
@@ -831,7 +729,7 @@ def main() -> int:
                     export_sql[label] = ours[0]
             if not args.no_tracemalloc:
                 gc.collect()
-                traced = export_once(client, path, header, True)
+                traced = export_once(client, path, True, header)
                 exports.append({"label": f"{label} under tracemalloc", **traced})
                 print(f"  {exports[-1]['label']}: {exports[-1]['seconds']} s")
                 log.take()

@@ -83,11 +83,13 @@ def person(i: int) -> tuple[str, str, str]:
     return given, family, f"{given}.{family}.{i}@acme.test".lower()
 
 
-def fingerprint() -> str:
-    """A hash of the product code: figures from different code are not comparable."""
+def fingerprint(*extra: str) -> str:
+    """A hash of the product code (and the page's templates; `extra`: more globs below
+    the project): figures from different code are not comparable."""
     digest = hashlib.sha256()
     files = [ROOT / "app.py", ROOT / "models.py", *sorted((ROOT / "blueprints").rglob("*.py"))]
-    files += sorted((ROOT / "templates" / "members").glob("*.html"))
+    for pattern in extra or ("templates/members/*.html",):
+        files += sorted(ROOT.glob(pattern))
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
@@ -296,7 +298,9 @@ class SqlLog:
         return taken
 
 
-def timed_get(client, path: str, headers: dict | None, log: SqlLog) -> dict:
+def timed_get(client, path: str, headers: dict | None, log: SqlLog, rows=None) -> dict:
+    """One request, timed, with its statements; with `rows` (a bytes regex with one
+    group), the ids of the rows it listed too."""
     log.take()
     t0 = time.perf_counter()
     response = client.get(path, headers=headers)
@@ -309,7 +313,7 @@ def timed_get(client, path: str, headers: dict | None, log: SqlLog) -> dict:
         "bytes": len(body),
         "sql_ms": sum(s[0] for s in statements),
         "statements": statements,
-    }
+    } | ({"ids": [int(i) for i in rows.findall(body)]} if rows is not None else {})
 
 
 def measure(client, name: str, path: str, headers: dict | None, repeats: int, log) -> dict:
@@ -347,8 +351,8 @@ def rss() -> int:
         return int(kb) * 1024
 
 
-def export_once(client, path: str, with_tracemalloc: bool = False) -> dict:
-    """GET the CSV and read it as it streams (nothing kept), sampling RSS meanwhile."""
+def export_once(client, path: str, with_tracemalloc: bool = False, header_lines: int = 1) -> dict:
+    """GET an export and read it as it streams (nothing kept), sampling RSS meanwhile."""
     samples = [rss()]
     done = threading.Event()
 
@@ -379,12 +383,14 @@ def export_once(client, path: str, with_tracemalloc: bool = False) -> dict:
     done.set()
     sampler.join()
     samples.append(rss())
+    rows = lines - header_lines
     result = {
+        "path": path,
         "status": response.status_code,
         "seconds": round(seconds, 2),
         "first_byte_ms": round((first_byte or 0) * 1000, 1),
-        "rows": lines - 1,
-        "rows_per_s": round((lines - 1) / seconds),
+        "rows": rows,
+        "rows_per_s": round(rows / seconds),
         "mb": round(size / 2**20, 1),
         "rss_start_mb": round(samples[0] / 2**20, 1),
         "rss_peak_growth_mb": round((max(samples) - samples[0]) / 2**20, 1),
@@ -403,13 +409,15 @@ def export_once(client, path: str, with_tracemalloc: bool = False) -> dict:
     return result
 
 
-def explain(engine, statement: str, parameters, postgres: bool) -> str:
-    """The plan of one statement as the app ran it (same SQL, same parameters)."""
+def explain(engine, statement: str, parameters, postgres: bool, run: bool = True) -> str:
+    """The plan of one statement as the app ran it (same SQL, same parameters); on
+    PostgreSQL run too (ANALYZE, BUFFERS) unless `run` is false."""
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
         if postgres:
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+            prefix = "EXPLAIN (ANALYZE, BUFFERS) " if run else "EXPLAIN "
+            cursor.execute(prefix + statement, parameters)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         else:
             cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
