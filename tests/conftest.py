@@ -294,6 +294,13 @@ def login_as(client):
 
 
 @pytest.fixture
+def as_owner(client, owner, login_as):
+    """The client, signed in as the account's owner."""
+    login_as(owner)
+    return client
+
+
+@pytest.fixture
 def smtp_server(app):
     """A real SMTP server (aiosmtpd) on loopback that keeps what it receives; the app's
     MAIL_SERVER/MAIL_PORT point at it."""

@@ -11,7 +11,7 @@ from blueprints.audit.services import ACTIONS, Filters
 from blueprints.common.auth import admin_required, current_membership
 from blueprints.common.export import csv_download, jsonl_download
 from blueprints.common.extensions import db
-from blueprints.common.htmx import render_page_or_fragment, request_is_partial
+from blueprints.common.htmx import render_list, request_is_partial
 
 bp = Blueprint("audit", __name__, url_prefix="/enterprise/audit")
 
@@ -27,7 +27,7 @@ def index():
     filters = Filters.from_args(request.args)
     result = services.page(db.session, _account_id(), filters)
     status = 422 if filters.errors else 200
-    response = render_page_or_fragment(
+    return render_list(
         "audit/index.html",
         "audit/_results.html",
         status,
@@ -39,9 +39,6 @@ def index():
         partial=request_is_partial(),
         list_url=lambda **changes: url_for("audit.index", **filters.args(**changes)),
     )
-    if request_is_partial():
-        response.headers["HX-Push-Url"] = url_for("audit.index", **filters.args())
-    return response
 
 
 @bp.get("/<id:event_id>")

@@ -27,6 +27,16 @@ def render_page_or_fragment(page: str, fragment: str, status: int = 200, **conte
     return response
 
 
+def render_list(page: str, fragment: str, status: int = 200, **context):
+    """A list whose filters are in its URL (Members, Audit log): the page, or for htmx
+    its results fragment, with the URL htmx pushes made canonical by
+    `context["list_url"]()` (the filter form sends every field, empty ones included)."""
+    response = render_page_or_fragment(page, fragment, status, **context)
+    if request_is_partial():
+        response.headers["HX-Push-Url"] = context["list_url"]()
+    return response
+
+
 def render_fragment(template: str, status: int = 200, **context):
     """Render an action endpoint's fragment."""
     return make_response(render_template(template, **context), status)

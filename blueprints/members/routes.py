@@ -27,6 +27,7 @@ from blueprints.common.extensions import db
 from blueprints.common.htmx import (
     is_htmx,
     render_fragment,
+    render_list,
     render_page_or_fragment,
     request_is_partial,
 )
@@ -98,16 +99,7 @@ def _args(filters: Filters, team, changes: dict) -> dict:
 def index():
     """Every member: search, filters, sort and pages (SPEC F6)."""
     filters = Filters.from_args(request.args)
-    return _list_response("members/index.html", _list_context(filters))
-
-
-def _list_response(page: str, context: dict):
-    """The page, or for htmx the results, with the URL it pushes made canonical (the
-    filter form sends every field, empty and default ones included)."""
-    response = render_page_or_fragment(page, "members/_results.html", **context)
-    if request_is_partial():
-        response.headers["HX-Push-Url"] = context["list_url"]()
-    return response
+    return render_list("members/index.html", "members/_results.html", **_list_context(filters))
 
 
 @bp.get("/teams")
@@ -129,7 +121,9 @@ def team(team_id: int):
         abort(404)
     args = request.args.to_dict() | {"team": str(team_id)}
     filters = Filters.from_args(args)
-    return _list_response("members/team.html", _list_context(filters, team=found))
+    return render_list(
+        "members/team.html", "members/_results.html", **_list_context(filters, team=found)
+    )
 
 
 @bp.get("/export.csv")

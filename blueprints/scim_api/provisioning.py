@@ -252,8 +252,8 @@ def queue(session, member: Membership, pending: list) -> None:
 
 # --- Audit (SPEC F10: every change SCIM made, in the transaction that makes it) -------------
 
-_AUDIT = AuditEvent.__table__
-INSERT_AUDIT = insert(_AUDIT)
+AUDIT = AuditEvent.__table__
+INSERT_AUDIT = insert(AUDIT)
 MAX_TARGET = 400  # characters of audit_event.target
 
 

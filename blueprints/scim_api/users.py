@@ -553,8 +553,8 @@ def _one_statement(
             chosen = select(*values)
         extra.append(insert(_OUTBOX).from_select(names, chosen).cte("new_mail"))
     if audit_columns:  # the audit event of the create (SPEC F10)
-        values = select(*_values(provisioning._AUDIT, "a_", audit_columns))
-        extra.append(insert(provisioning._AUDIT).from_select(audit_columns, values).cte("audit"))
+        values = select(*_values(provisioning.AUDIT, "a_", audit_columns))
+        extra.append(insert(provisioning.AUDIT).from_select(audit_columns, values).cte("audit"))
     seated = literal(True)
     if seat:  # last, as on SQLite: the account row is locked from here to the commit
         taken = update(_ACCOUNTS).where(

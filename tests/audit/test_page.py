@@ -41,12 +41,6 @@ def add_events(session, account, rows: list[dict]) -> list[int]:
 
 
 @pytest.fixture
-def as_owner(client, owner, login_as):
-    login_as(owner)
-    return client
-
-
-@pytest.fixture
 def other_account(session):
     other = factories.make_account(session, name="Other Inc")
     factories.make_user(session, other, "owner@example.org", role="owner", passphrase=None)

@@ -147,13 +147,6 @@ def sign_in(client, user, passphrase: str = factories.PASSPHRASE) -> None:
 
 
 @pytest.fixture
-def as_owner(client, owner, login_as):
-    """The client, signed in as the account's owner."""
-    login_as(owner)
-    return client
-
-
-@pytest.fixture
 def other_account(session):
     """Another company with its own owner (owner@example.org) and one member."""
     other = factories.make_account(session, name="Other Inc")
