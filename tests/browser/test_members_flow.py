@@ -175,6 +175,11 @@ def test_a_search_pasted_or_filled_in_without_typing_runs_too(page, owner, crew)
     expect(listed(page)).to_have_text(["carol@example.com"])
     expect(page).to_have_url(re.compile(r"[?&]q=carol(&|$)"))
     assert_same_page(page)
+    # The export follows the list: a download now is of the filtered members.
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    exported = download.value.path().read_text()
+    assert "carol@example.com" in exported and "alice@example.com" not in exported
 
     page.get_by_label("Search").fill("")  # cleared with the mouse: everyone again
     expect(listed(page)).to_have_count(5)
