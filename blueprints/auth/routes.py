@@ -151,8 +151,11 @@ def change_passphrase():
             form.passphrase.errors.append(problem)
         else:
             services.set_passphrase(db.session, current_user, form.passphrase.data)
-            services.audit.record(
-                db.session, "user.passphrase_changed", actor_user_id=current_user.id
+            services.audit.record_for_person(
+                db.session,
+                "user.passphrase_changed",
+                current_user.id,
+                remote_addr=request.remote_addr,
             )
             # Re-issue this session under the new generation (the user, not the proxy).
             login_user(current_user._get_current_object())

@@ -111,9 +111,13 @@ def sign_in(
     ok = verify_passphrase(user.passphrase_hash if user else _dummy_hash(), passphrase)
     if not (user and ok):
         _record_failure(session, email, remote_addr, now)
+        if user is not None:  # an unknown address belongs to no account's log
+            audit.record_for_person(
+                session, "user.sign_in_failed", user.id, remote_addr=remote_addr
+            )
         return SignInResult(error="Email or passphrase is incorrect.")
     _clear_account_failures(session, email)
-    audit.record(session, "user.sign_in", actor_user_id=user.id, remote_addr=remote_addr)
+    audit.record_for_person(session, "user.sign_in", user.id, remote_addr=remote_addr)
     return SignInResult(user=user)
 
 
@@ -128,6 +132,7 @@ def confirm_passphrase(
         _clear_account_failures(session, user.email)
         return None
     _record_failure(session, user.email, remote_addr, now)
+    audit.record_for_person(session, "user.passphrase_refused", user.id, remote_addr=remote_addr)
     return "That passphrase is incorrect."
 
 
@@ -194,7 +199,7 @@ def start_reset(session, email: str, now: datetime) -> None:
         link=absolute_url("auth.reset_passphrase", token=token),
         minutes=int(lifetime.total_seconds() // 60),
     )
-    audit.record(session, "user.reset_requested", actor_user_id=user.id)
+    audit.record_for_person(session, "user.reset_requested", user.id)
 
 
 def reset_for_token(session, token: str, now: datetime) -> PassphraseReset | None:
@@ -229,5 +234,5 @@ def complete_reset(
     set_passphrase(session, user, new_passphrase)
     # Whoever reads the mailbox is the owner: lift the lock the sign-in page pointed here.
     _clear_account_failures(session, user.email)
-    audit.record(session, "user.passphrase_reset", actor_user_id=user.id)
+    audit.record_for_person(session, "user.passphrase_reset", user.id)
     return user

@@ -286,6 +286,14 @@ def _finish(flow, connection: SsoConnection, email: str | None, failure: str | N
             )
             return redirect(safe_next(flow.next_url) or url_for("dashboard.index"), code=303)
         failure = outcome.message
+    services.audit.record(
+        db.session,
+        "user.sso_sign_in_failed",
+        account_id=connection.account_id,
+        target=email[:400] if email else None,
+        detail={"reason": failure},
+        remote_addr=request.remote_addr,
+    )
     unit_of_work.keep_on_error()  # the flow stays spent: a refused sign-in is not retried
     return render_template("sso/sign_in_failed.html", message=failure), 403
 

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 
 from blueprints.audit import services
 from models import AuditEvent
@@ -38,6 +38,14 @@ def add_events(session, account, rows: list[dict]) -> list[int]:
         ids.append(session.execute(insert(AuditEvent).values(**values)).inserted_primary_key[0])
     session.commit()
     return ids
+
+
+@pytest.fixture
+def as_owner(as_owner, session, account):
+    """The owner, signed in, and the account's log empty again (the sign-in is in it)."""
+    session.execute(delete(AuditEvent).where(AuditEvent.account_id == account.id))
+    session.commit()
+    return as_owner
 
 
 @pytest.fixture
