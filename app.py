@@ -18,6 +18,7 @@ import click
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from blueprints.audit import jobs as audit_jobs
 from blueprints.common import outbox, sqlite_writer, unit_of_work
 from blueprints.common.config import load_config
 from blueprints.common.extensions import csrf, db, login_manager, mail, migrate
@@ -82,6 +83,16 @@ def create_app(overrides: dict | None = None) -> Flask:
 # name -> (function, APScheduler trigger arguments, lease TTL in seconds).
 # Each callable is a plain function of `now`; the lease makes one process run it at a time.
 JOBS: dict[str, tuple[Callable, dict, int]] = {
+    "deliver-audit-streams": (
+        audit_jobs.deliver_streams,
+        {"trigger": "interval", "seconds": 15},
+        600,
+    ),
+    "purge-audit-log": (
+        audit_jobs.purge_events,
+        {"trigger": "cron", "hour": 4, "minute": 41},
+        3600,
+    ),
     "deliver-outbox": (
         outbox.deliver_due,
         {"trigger": "interval", "seconds": 30},

@@ -339,6 +339,55 @@ class AuditEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AuditStream(db.Model):
+    """Where an account's audit events are streamed (SPEC F10): an HTTPS endpoint of the
+    owner's SIEM, and the signing secret (encrypted: it is needed to sign, and shown to
+    the owner again behind the passphrase).
+
+    The queue is `AuditDelivery`: a database trigger on audit_event (migration
+    d2e3f4a5b6c7) adds a row for every event of an account with an enabled stream, in
+    the transaction that writes the event, whichever code writes it. The delivery job
+    (blueprints/audit/jobs.py) sends an account's events one at a time in id order and
+    stops at the first failure until `next_attempt_at`, so they arrive in order.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), unique=True
+    )
+    endpoint_url: Mapped[str] = mapped_column(String(2048))
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Delivery: consecutive failures of the event at the head of the queue, when to try
+    # again, and which process is sending now (a guarded UPDATE claims the stream).
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the page shows: the last attempt (a real event or a test) and its outcome.
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status; None: no answer
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AuditDelivery(db.Model):
+    """An audit event waiting to be sent to its account's stream; deleted once sent."""
+
+    __table_args__ = (Index("ix_audit_delivery_stream_id", "stream_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_id: Mapped[int] = mapped_column(ForeignKey("audit_stream.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_event.id", ondelete="CASCADE"), index=True
+    )
+
+
 class OutboxEmail(db.Model):
     """An email waiting for delivery (SPEC F7): written in the transaction that causes it.
 

@@ -175,6 +175,7 @@ def _test_config(url: str) -> dict:
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_COST": 1024,
         "SSO_ALLOW_LOCAL_IDP": True,  # the test OpenID provider runs on http://localhost
+        "OUTBOUND_ALLOW_PRIVATE": True,  # the SIEM receiver of the tests is on loopback
         "SCIM_LOG_FLUSH_SECONDS": 0,  # the request log written at once: tests read it next
     }
 

@@ -29,7 +29,10 @@ MAX_TEXT = 200  # characters of a resource or search filter
 ACTIONS: dict[str, list[tuple[str, str]]] = {
     "Sign-in": [
         ("user.sign_in", "Signed in"),
+        ("user.sign_in_failed", "Sign-in failed"),
         ("user.sso_sign_in", "Signed in with SSO"),
+        ("user.sso_sign_in_failed", "SSO sign-in refused"),
+        ("user.passphrase_refused", "Passphrase refused for a sensitive action"),
         ("user.passphrase_changed", "Passphrase changed"),
         ("user.reset_requested", "Passphrase reset requested"),
         ("user.passphrase_reset", "Passphrase reset"),
@@ -67,6 +70,13 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("scim.group_updated", "Group updated"),
         ("scim.group_deleted", "Group deleted"),
     ],
+    "Audit log": [
+        ("audit.stream_configured", "Streaming started"),
+        ("audit.stream_changed", "Streaming endpoint changed"),
+        ("audit.stream_secret_revealed", "Streaming secret revealed"),
+        ("audit.stream_tested", "Streaming test event sent"),
+        ("audit.stream_removed", "Streaming stopped"),
+    ],
     "Members": [
         ("member.deactivate", "Member deactivated"),
         ("member.reactivate", "Member reactivated"),
@@ -94,6 +104,19 @@ def actor_name(event, emails: dict[int, str]) -> str:
     if (event.detail or {}).get("via") == "scim":
         return "Identity provider (SCIM)"
     return "System"
+
+
+def record(event, email: str | None) -> dict:
+    """An event as the JSON Lines export and the SIEM stream carry it."""
+    return {
+        "id": event.id,
+        "time": event.created_at.isoformat().replace("+00:00", "Z"),
+        "actor": email or actor_name(event, {}),
+        "action": event.action,
+        "resource": event.target,
+        "address": event.remote_addr,
+        "detail": event.detail,
+    }
 
 
 def label(action: str) -> str:

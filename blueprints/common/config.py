@@ -119,6 +119,11 @@ def load_config(instance_path: str) -> dict:
         # once): blueprints/scim_api/request_log.py.
         "SCIM_LOG_FLUSH_SECONDS": float(os.environ.get("SCIM_LOG_FLUSH_SECONDS", "0.5")),
         "SCIM_LOG_RETENTION_DAYS": 30,
+        # The audit log (SPEC F10): events older than this are purged (a daily job).
+        "AUDIT_RETENTION_DAYS": int(os.environ.get("AUDIT_RETENTION_DAYS", "365")),
+        # Development and tests only: the SIEM endpoint may be http:// and on loopback or
+        # a private network (blueprints/common/outbound.py refuses them otherwise).
+        "OUTBOUND_ALLOW_PRIVATE": _env_bool("OUTBOUND_ALLOW_PRIVATE", False),
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",

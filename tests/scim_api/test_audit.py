@@ -4,6 +4,8 @@ as the actor; never the password; nothing for a refused or unchanged write."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
 
@@ -139,3 +141,37 @@ def test_the_audit_log_page_shows_the_identity_provider_as_the_actor(
     text = page.get_data(as_text=True)
     assert "User provisioned" in text and "user:ada@example.com" in text
     assert "Identity provider (SCIM)" in text
+
+
+def test_scim_changes_stream_to_the_siem_with_what_they_changed(scim, session, issued, owner):
+    """The SCIM writes (Core statements, not the ORM) are queued by the same trigger as
+    every other event: the receiver gets each, signed, in order."""
+    from blueprints.audit import jobs, streaming
+    from tests.audit.receiver import Receiver
+
+    receiver = Receiver().start()
+    try:
+        now = datetime.now(UTC)
+        _, receiver.secret = streaming.configure(
+            session, issued.connector.account_id, owner, receiver.url, now
+        )
+        session.commit()
+        ada = provision(scim, "ada@example.com", displayName="Ada", password="hunter2-secret")
+        patch(scim, f"/Users/{ada['id']}", {"op": "replace", "path": "active", "value": False})
+        refused = scim("POST", "/Users", json={"schemas": [USER], "userName": "ada@example.com"})
+
+        jobs.deliver_streams(now)
+
+        assert refused.status_code == 409
+        assert receiver.actions == [
+            "audit.stream_configured",
+            "scim.user_created",
+            "scim.user_deactivated",
+        ]
+        created = receiver.accepted[1]
+        assert created["actor"] == "Identity provider (SCIM)"
+        assert created["detail"]["changes"]["displayName"] == [None, "Ada"]
+        assert "hunter2-secret" not in repr(receiver.accepted)
+        assert receiver.bad_signatures == 0
+    finally:
+        receiver.stop()
