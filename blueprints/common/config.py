@@ -119,6 +119,9 @@ def load_config(instance_path: str) -> dict:
         # once): blueprints/scim_api/request_log.py.
         "SCIM_LOG_FLUSH_SECONDS": float(os.environ.get("SCIM_LOG_FLUSH_SECONDS", "0.5")),
         "SCIM_LOG_RETENTION_DAYS": 30,
+        # SCIM on and no request from the IdP for this long: the owners are emailed, daily
+        # (blueprints/scim_settings/jobs.py, alert_provisioning).
+        "SCIM_SILENCE_HOURS": float(os.environ.get("SCIM_SILENCE_HOURS", "24")),
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
