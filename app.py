@@ -118,6 +118,11 @@ JOBS: dict[str, tuple[Callable, dict, int]] = {
         {"trigger": "cron", "hour": 4, "minute": 11},
         3600,
     ),
+    "alert-scim-health": (
+        scim_jobs.alert_provisioning,
+        {"trigger": "cron", "minute": 23},
+        600,
+    ),
     "recheck-domains": (
         domain_jobs.recheck_verified,
         {"trigger": "cron", "hour": 3, "minute": 17},

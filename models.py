@@ -556,3 +556,47 @@ class ScimRequestLog(db.Model):
     # The client's address (IPv6 at most 45 characters): which IdP, or who else, called.
     remote_addr: Mapped[str | None] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The health panel (blueprints/scim_settings/health.py): the last success, and the requests
+# and errors of the last 24 hours, each one index range of one outcome, however big the log.
+Index(
+    "ix_scim_request_log_health",
+    ScimRequestLog.connector_id,
+    ScimRequestLog.outcome,
+    ScimRequestLog.created_at,
+)
+
+
+class ScimProblem(db.Model):
+    """One open (or resolved) provisioning problem of a connector, for the health panel of
+    the SCIM page (SPEC F10): the same problem repeated (an IdP retrying one conflicting
+    user 500 times) is one row with a count, kept by the request log's batch writer
+    (blueprints/scim_api/request_log.py) in the transaction that writes its log rows, so
+    a SCIM request itself never writes here.
+
+    `key` tells apart problems of one kind (the userName in conflict, the group whose
+    members were skipped…). `last_request_log_id` has no foreign key: the log is purged
+    after SCIM_LOG_RETENTION_DAYS and the problem outlives it, without the link.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("connector_id", "kind", "key", name="uq_scim_problem_connector_kind_key"),
+        # The open list (resolved_at IS NULL), newest first; the seats sweep (jobs.py).
+        Index("ix_scim_problem_open", "connector_id", "resolved_at", "last_seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("scim_connector.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # uniqueness|seats|unknown_members|rejected
+    key: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[str | None] = mapped_column(String(500))  # the latest occurrence's
+    # Occurrences since first_seen_at: since the problem (re)opened.
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_request_log_id: Mapped[int | None] = mapped_column(Integer)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )

@@ -124,6 +124,9 @@ def load_config(instance_path: str) -> dict:
         # Development and tests only: the SIEM endpoint may be http:// and on loopback or
         # a private network (blueprints/common/outbound.py refuses them otherwise).
         "OUTBOUND_ALLOW_PRIVATE": _env_bool("OUTBOUND_ALLOW_PRIVATE", False),
+        # SCIM on and no request from the IdP for this long: the owners are emailed, daily
+        # (blueprints/scim_settings/jobs.py, alert_provisioning).
+        "SCIM_SILENCE_HOURS": float(os.environ.get("SCIM_SILENCE_HOURS", "24")),
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",

@@ -77,6 +77,24 @@ def upsert_rows(session, table: Table, rows: list[dict], key: list[str], update,
     return changed
 
 
+def upsert(conn, table: Table, rows: list[dict], key: list[str], update, where=None) -> None:
+    """INSERT … ON CONFLICT (key) DO UPDATE SET update(excluded) [WHERE where(excluded)] on
+    a Core connection (a batch writer's own transaction, no session). `update` may refer
+    to the row in place through `table.c`: SQLite and PostgreSQL both name it so. The
+    rows must have distinct keys (PostgreSQL refuses to update one row twice in one
+    statement), and come in key order, so two writers lock the rows in the same order."""
+    insert = _insert(conn.dialect.name)
+    for start in range(0, len(rows), 500):
+        statement = insert(table).values(rows[start : start + 500])
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=key,
+                set_=update(statement.excluded),
+                where=None if where is None else where(statement.excluded),
+            )
+        )
+
+
 # --- JSON documents (SCIM attributes kept in `membership.scim_resource`) ----------------
 # A single value inside a document is SQLAlchemy's own JSON indexing (`column[path]`,
 # JSON_EXTRACT on SQLite, `#>>` on PostgreSQL). What it has no word for is the rows of an

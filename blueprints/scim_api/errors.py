@@ -43,6 +43,7 @@ def error_response(
 ) -> Response:
     """The Error resource for `status`; the detail is also kept for the request log."""
     g.scim_error_detail = detail
+    g.scim_error_type = scim_type  # the health panel's problems (unit_of_work._problem)
     # scimType only where it says something: scim2-models' 404 carries "" (RFC 7644 §3.12
     # lists the scimType values; an empty one is none of them).
     body = Error(status=status, detail=detail, scim_type=scim_type or None).model_dump(

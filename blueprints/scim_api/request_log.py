@@ -8,6 +8,10 @@ one transaction every `SCIM_LOG_FLUSH_SECONDS`. The page polls the log every 10 
 delay goes unseen. This is an operational log, not the audit trail: a process killed
 outright loses at most that interval of rows (a normal shutdown writes them). With the
 setting at 0 (the tests), each row is written at once, after the request's own commit.
+
+A row may carry a provisioning problem (`problem_of`, or a note such as the unknown group
+members): the same transaction folds it into the health panel's open problems
+(blueprints/scim_settings/health.py), so no SCIM request writes a problem itself.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from blueprints.common.extensions import db
+from blueprints.scim_settings import health
 from blueprints.scim_settings.connector import USED
 from models import ScimConnector, ScimRequestLog
 
 log = logging.getLogger(__name__)
 
 INSERT = insert(ScimRequestLog.__table__)
+INSERT_RETURNING_IDS = INSERT.returning(ScimRequestLog.__table__.c.id, sort_by_parameter_order=True)
 CONNECTORS = ScimConnector.__table__
 MAX_PENDING = 20_000  # rows kept while the database can't be written; then the oldest go
 
@@ -89,7 +95,7 @@ class RequestLog:
                     )
                     rows = [row for row in rows if row["connector_id"] in known]
                 if rows:
-                    conn.execute(INSERT, rows)
+                    _write_rows(conn, rows)
                 for connector_id, now in uses.items():
                     conn.execute(USED, {"connector_id": connector_id, "now": now})
         except Exception:
@@ -100,3 +106,54 @@ class RequestLog:
                     self._uses.setdefault(connector_id, now)
             return 0
         return len(rows)
+
+
+def _write_rows(conn, rows: list[dict]) -> None:
+    """Insert the log rows; the problems some of them carry go to the health panel with
+    the ids of their rows (for its links), in the same transaction. A batch without a
+    problem, the usual one, is the plain multi-row insert."""
+    if not any("problem" in row for row in rows):
+        conn.execute(INSERT, rows)
+        return
+    plain = [{k: v for k, v in row.items() if k != "problem"} for row in rows]
+    ids = conn.execute(INSERT_RETURNING_IDS, plain).scalars().all()
+    health.record(
+        conn,
+        [
+            {
+                "connector_id": row["connector_id"],
+                "kind": row["problem"][0],
+                "key": row["problem"][1],
+                "detail": row["problem"][2],
+                "at": row["created_at"],
+                "log_id": log_id,
+            }
+            for row, log_id in zip(rows, ids, strict=True)
+            if "problem" in row
+        ],
+    )
+
+
+# --- which problem a refused request shows (SPEC F10) --------------------------------------
+
+LICENCE_LIMIT = "Licence limit reached"  # provisioning.licence_limit()'s detail starts so
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def problem_of(
+    method: str, resource: str, status: int, scim_type: str | None, detail: str, writes: bool
+) -> tuple[str, str, str] | None:
+    """(kind, key, detail) of the provisioning problem an error answer shows, or None
+    (a 404 for a resource the IdP asked about, a 401, a 429… are no provisioning problem
+    an owner can act on here). The key is what repeats when the IdP retries the same
+    thing: the conflicting value (in the detail), or the kind of resource and the reason a
+    body was refused (not the resource id, so one bad mapping is one problem)."""
+    if status == 409 and scim_type == "uniqueness":
+        return health.UNIQUENESS, detail[:300], detail[:500]
+    if status == 403 and detail.startswith(LICENCE_LIMIT):
+        return health.SEATS, "licence limit", f"{method} {resource}"[:500]
+    if writes and method in _BODY_METHODS and status in (400, 413):
+        kind = resource.strip("/").split("/", 1)[0] or "/"
+        key = f"{method} {kind}: {scim_type or status}: {detail}"[:300]
+        return health.REJECTED, key, detail[:500]
+    return None

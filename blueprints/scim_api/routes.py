@@ -26,6 +26,7 @@ from blueprints.scim_api.query import response_parameters, search_request
 from blueprints.scim_api.schemas import Group, UserResource
 from blueprints.scim_api.serialize import check_input, etag, not_modified
 from blueprints.scim_settings import connector as connectors
+from blueprints.scim_settings import health
 from models import utcnow
 
 
@@ -210,6 +211,12 @@ def _written(kind: str, result):
         )
         g.scim_log_note = (
             f"Skipped {len(skipped)} member id(s) that are no user of this account: {shown}"
+        )
+        # One problem per group on the health panel, however often the IdP pushes it.
+        g.scim_problem = (
+            health.UNKNOWN_MEMBERS,
+            team.scim_id,
+            f"Group {team.display_name!r}: {len(skipped)} unknown member id(s): {shown}"[:500],
         )
     return team
 

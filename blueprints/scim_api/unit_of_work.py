@@ -16,7 +16,7 @@ from flask import current_app, g
 from blueprints.common.extensions import db
 from blueprints.scim_api.admission import call, leave_turn, per_app
 from blueprints.scim_api.errors import error_response
-from blueprints.scim_api.request_log import RequestLog
+from blueprints.scim_api.request_log import RequestLog, problem_of
 from blueprints.scim_settings import connector as connectors
 from models import utcnow
 
@@ -105,7 +105,7 @@ def _printable(text: str, limit: int) -> str:
 def _log_row(connector: connectors.Caller, status: int) -> dict:
     request = call()
     detail = g.get("scim_error_detail") or g.get("scim_log_note")
-    return {
+    row = {
         "connector_id": connector.id,
         "method": request.method[:10],
         "resource": _printable(request.resource, 300),
@@ -115,3 +115,27 @@ def _log_row(connector: connectors.Caller, status: int) -> dict:
         "remote_addr": _printable(request.remote_addr, 45) if request.remote_addr else None,
         "created_at": utcnow(),
     }
+    if detail:  # an error or a note: a plain success has neither and does nothing more
+        problem = _problem(request, status, row["detail"])
+        if problem is not None:
+            row["problem"] = problem  # the health panel's (request_log.py writes it)
+    return row
+
+
+def _problem(request, status: int, detail: str) -> tuple[str, str, str] | None:
+    """The provisioning problem this answer shows (SPEC F10), if any: a success's note
+    (the unknown group members it skipped) or what the error says."""
+    if status < 400:
+        problem = g.get("scim_problem")
+    else:
+        problem = problem_of(
+            request.method,
+            request.resource,
+            status,
+            g.get("scim_error_type"),
+            detail,
+            request.writes,
+        )
+    if problem is None:
+        return None
+    return problem[0], _printable(problem[1], 300), _printable(problem[2], 500)

@@ -19,7 +19,8 @@ from blueprints.common.accounts import admin_contacts
 from blueprints.common.extensions import db
 from blueprints.common.urls import absolute_url
 from blueprints.scim_settings import connector as service
-from models import Account, ScimConnector, ScimRequestLog
+from blueprints.scim_settings import health
+from models import Account, ScimConnector, ScimProblem, ScimRequestLog
 
 BATCH = 200
 EXPIRED_REASON = "The token expired before it could be refreshed; only a manual refresh renews it."
@@ -254,8 +255,117 @@ def _warn(connector: ScimConnector, now: datetime) -> tuple[int, int]:
 
 def purge_request_log(now: datetime) -> dict[str, int]:
     """Forget SCIM request-log rows older than SCIM_LOG_RETENTION_DAYS (30): the page
-    shows the recent ones, and the table must not grow with every IdP request forever."""
+    shows the recent ones, and the table must not grow with every IdP request forever.
+
+    Problems resolved before the cutoff go too. An open one stays, whatever its age
+    (nobody has dealt with it yet), without the link to its purged request: its last
+    request is no newer than its last occurrence."""
     cutoff = now - timedelta(days=current_app.config["SCIM_LOG_RETENTION_DAYS"])
     result = db.session.execute(delete(ScimRequestLog).where(ScimRequestLog.created_at < cutoff))
+    problems = ScimProblem.__table__
+    db.session.execute(
+        delete(problems).where(problems.c.resolved_at < cutoff, problems.c.last_seen_at < cutoff)
+    )
+    db.session.execute(
+        update(problems)
+        .where(problems.c.last_seen_at < cutoff, problems.c.last_request_log_id.is_not(None))
+        .values(last_request_log_id=None)
+    )
     db.session.commit()
     return {"deleted": result.rowcount}
+
+
+# --- provisioning health (SPEC F10) ------------------------------------------------------
+
+
+def alert_provisioning(now: datetime) -> dict[str, int]:
+    """Email the owners and co-owners of each account with SCIM on when its IdP has been
+    silent longer than SCIM_SILENCE_HOURS (`health.silent_connectors_where`: not before
+    that long after enabling, so an IdP still being set up is not nagged), or when seats
+    were refused in the last 24 hours and the problem is still open.
+
+    Hourly, so an owner hears of it within the hour; at most one email of each kind per
+    person, connector and day (UTC): the outbox's unique dedupe key decides, so every
+    run after the first that day, in any process, queues nothing more. Disabled SCIM
+    gets nothing. Returns counts: connectors of each kind, emails queued.
+    """
+    silence = timedelta(hours=current_app.config["SCIM_SILENCE_HOURS"])
+    counts = {"silent": 0, "seats_refused": 0, "queued": 0}
+    for batch in _batches(health.silent_connectors_where(now, silence)):
+        for connector in batch:
+            counts["silent"] += 1
+            counts["queued"] += _alert_silent(connector, silence, now)
+            db.session.commit()
+    refusing = [
+        ScimConnector.enabled.is_(True),
+        ScimConnector.id.in_(
+            select(ScimProblem.connector_id).where(
+                ScimProblem.kind == health.SEATS,
+                ScimProblem.resolved_at.is_(None),
+                ScimProblem.last_seen_at >= now - health.WINDOW,
+            )
+        ),
+    ]
+    for batch in _batches(refusing):
+        for connector in batch:
+            problem = health.seats_refused(db.session, connector.id, now)
+            if problem is not None:
+                counts["seats_refused"] += 1
+                counts["queued"] += _alert_seats(connector, problem, now)
+            db.session.commit()
+    return counts
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _alert(connector: ScimConnector, kind: str, subject: str, now: datetime, **context) -> int:
+    """Queue today's `kind` email about `connector` for each owner; how many were new."""
+    account = db.session.get(Account, connector.account_id)
+    queued = 0
+    for user_id, email in admin_contacts(db.session, connector.account_id):
+        queued += outbox.enqueue(
+            db.session,
+            email,
+            subject.format(account=account.name),
+            kind,
+            dedupe_key=f"{kind}:{connector.id}:{user_id}:{now.date().isoformat()}",
+            now=now,
+            account=account.name,
+            link=absolute_url("scim_settings.index") + "#provisioning-health",
+            **context,
+        )
+    return queued
+
+
+def _alert_silent(connector: ScimConnector, silence: timedelta, now: datetime) -> int:
+    last = connector.last_used_at
+    never = last is None or last < connector.enabled_at
+    return _alert(
+        connector,
+        "scim_silent",
+        "Your identity provider has not connected to {account}"
+        if never
+        else "Your identity provider has gone silent for {account}",
+        now,
+        hours=round(silence.total_seconds() / 3600),
+        never=never,
+        last_request=None if never else _utc(last),
+        enabled=_utc(connector.enabled_at),
+    )
+
+
+def _alert_seats(connector: ScimConnector, problem: ScimProblem, now: datetime) -> int:
+    account = db.session.get(Account, connector.account_id)
+    return _alert(
+        connector,
+        "scim_seats_refused",
+        "No licence seat left: users from your identity provider are refused ({account})",
+        now,
+        count=problem.count,
+        first_seen=_utc(problem.first_seen_at),
+        last_seen=_utc(problem.last_seen_at),
+        seat_limit=account.seat_limit,
+        seats_used=account.seats_used,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, make_response, render_template, request
+from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -11,6 +11,7 @@ from blueprints.common.auth import admin_required, current_membership, reauthent
 from blueprints.common.extensions import db
 from blueprints.common.htmx import render_fragment, render_page_or_fragment, request_is_partial
 from blueprints.scim_settings import connector as service
+from blueprints.scim_settings import health
 from blueprints.scim_settings.forms import EnableForm
 from models import ScimRequestLog, utcnow
 
@@ -61,13 +62,26 @@ def _log(connector, outcome: str | None) -> list[ScimRequestLog]:
     return list(db.session.scalars(query.order_by(ScimRequestLog.id.desc()).limit(LOG_SIZE)))
 
 
+def _health_context(connector, oob: bool = False) -> dict:
+    """What the provisioning health panel shows (nothing before SCIM was ever enabled)."""
+    now = utcnow()
+    return {
+        "connector": connector,
+        "health": health.health(db.session, connector, now) if connector else None,
+        "ago": health.ago,
+        "now": now,
+        "health_oob": oob,
+    }
+
+
 @bp.get("")
 @admin_required
 def index():
-    """The seed's four steps, the connector, its token and the request log."""
+    """The seed's four steps, the connector, its token, provisioning health and the
+    request log."""
     context = _panel_context()
     if not request_is_partial():
-        context |= _log_context(context["connector"])
+        context |= _log_context(context["connector"]) | _health_context(context["connector"])
     return render_page_or_fragment(
         "scim_settings/index.html", "scim_settings/_connector_panel.html", **context
     )
@@ -93,6 +107,9 @@ def enable():
         render_template("scim_settings/_connector_panel.html", **panel)
         + render_template(
             "scim_settings/_request_log.html", **_log_context(issued.connector, oob=True)
+        )
+        + render_template(
+            "scim_settings/_health_panel.html", **_health_context(issued.connector, oob=True)
         )
     )
 
@@ -174,7 +191,48 @@ def request_log():
     connector = service.get_connector(db.session, _account_id())
     context = _log_context(connector, request.args.get("outcome"))
     if not request_is_partial():
-        context = _panel_context(connector) | context
+        context = _panel_context(connector) | _health_context(connector) | context
     return render_page_or_fragment(
         "scim_settings/index.html", "scim_settings/_request_log.html", **context
     )
+
+
+# --- Provisioning health (SPEC F10) ---------------------------------------------------------
+
+
+@bp.get("/health")
+@admin_required
+def health_panel():
+    """The provisioning health panel: last success, 24-hour counts, open problems; polled."""
+    connector = service.get_connector(db.session, _account_id())
+    context = _health_context(connector)
+    if not request_is_partial():
+        context = _panel_context(connector) | _log_context(connector) | context
+    return render_page_or_fragment(
+        "scim_settings/index.html", "scim_settings/_health_panel.html", **context
+    )
+
+
+@bp.post("/problems/<id:problem_id>/resolve")
+@admin_required
+def resolve_problem(problem_id: int):
+    """Mark resolved: the problem leaves the open list until it happens again."""
+    account_id = _account_id()
+    problem = health.find_problem(db.session, account_id, problem_id)
+    if problem is None:
+        abort(404)
+    health.resolve(db.session, problem, current_user.id, account_id, utcnow())
+    if not request_is_partial():
+        return redirect(url_for("scim_settings.index", _anchor="provisioning-health"))
+    connector = service.get_connector(db.session, account_id)
+    return render_fragment("scim_settings/_health_panel.html", **_health_context(connector))
+
+
+@bp.get("/log/<id:entry_id>")
+@admin_required
+def log_entry(entry_id: int):
+    """One request of the log, which a problem links to (it may be past the log's 50)."""
+    entry = health.log_entry(db.session, _account_id(), entry_id)
+    if entry is None:
+        abort(404)
+    return render_template("scim_settings/log_entry.html", entry=entry)
