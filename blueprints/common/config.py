@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from functools import partial
 from pathlib import Path
+
+json_text = partial(json.dumps, ensure_ascii=False)
 
 
 def _env_bool(name: str, default: bool | None) -> bool | None:
@@ -55,7 +58,9 @@ def load_config(instance_path: str) -> dict:
         # No ping per checkout (a round trip before every request's first query): a
         # connection the server dropped fails once, is invalidated with the pool, and that
         # request is a 503 to retry; connections are renewed every half hour anyway.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
+        # JSON stored as written (not as \u escapes), so a text search of a JSON column
+        # (the audit log's detail) finds "Zoë" on SQLite as on PostgreSQL.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800, "json_serializer": json_text},
         "MAIL_SERVER": mail_server,
         "MAIL_PORT": int(os.environ.get("MAIL_PORT", "25")),
         "MAIL_USE_TLS": _env_bool("MAIL_USE_TLS", False),

@@ -122,6 +122,16 @@ def test_filters_narrow_the_list(as_owner, history, args, expected):
     assert shown(response) == [history[i] for i in expected]
 
 
+def test_the_search_finds_non_ascii_text_in_the_detail(as_owner, session, account):
+    [renamed] = add_events(
+        session,
+        account,
+        [{"action": "scim.user_updated", "detail": {"changes": {"name": ["Zoe", "Zoë Ødegård"]}}}],
+    )
+
+    assert shown(as_owner.get(PAGE, query_string={"q": "Zoë Ø"})) == [renamed]
+
+
 def test_a_filter_fragment_pushes_its_canonical_url(as_owner, history):
     response = as_owner.get(
         PAGE, query_string={"action": "domain.added", "q": "", "since": ""}, headers=HTMX
