@@ -74,6 +74,7 @@ def test_owner_starts_streaming_tests_it_and_reveals_the_secret(page, owner, rec
     receiver.secret = receiver_secret
 
     page.get_by_role("button", name="Hide secret").click()
+    expect(page.locator("#stream-secret")).to_have_count(0)
     page.get_by_role("button", name="Send test event").click()
     expect(page.locator("#test-result")).to_have_text("Test event delivered (HTTP 204).")
     assert receiver.actions == ["audit.stream_test"] and receiver.bad_signatures == 0
