@@ -146,8 +146,9 @@ def _network_error(exc: Exception, host: str) -> str:
     errors = urllib3.exceptions
     # NewConnectionError is a ConnectTimeoutError to urllib3: asked first.
     if isinstance(exc, errors.NewConnectionError):
-        said = str(exc).split(">: ", 1)[-1]
-        return f"Could not connect to {host}: {said}"[:500]
+        cause = exc.__cause__ or exc.__context__
+        said = getattr(cause, "strerror", None) or str(exc).split("): ", 1)[-1]
+        return f"Could not connect to {host}: {said}."[:500]
     if isinstance(exc, errors.SSLError):
         return f"TLS with {host} failed: {exc}"[:500]
     if isinstance(exc, errors.TimeoutError):
