@@ -41,6 +41,9 @@ def test_owner_exports_the_filtered_log_as_csv(page, owner, account, session):
     session.commit()
     sign_in(page, owner)
     page.get_by_role("navigation").get_by_role("link", name="Audit log").click()
+    # Typed before htmx has started, the input event would go unheard (the filter would
+    # run on the field's change instead, as it does for a person who types that fast).
+    page.wait_for_load_state()
     page.get_by_label("Resource").fill("b.test")
     expect(page.locator("#audit-results tbody tr[id^='event-']")).to_have_count(1)
 
