@@ -501,9 +501,9 @@ class SsoFlow(db.Model):
 
 
 class ScimConnector(db.Model):
-    """The account's SCIM connector (SPEC F4): the URL an IdP provisions through and its
-    bearer token. The token is stored twice, never in clear: a SHA-256 hash to look it up
-    and a Fernet ciphertext so that an owner can reveal it again.
+    """The account's SCIM connector (SPEC F4): the URL an IdP provisions through. Its
+    bearer tokens are `ScimToken` rows (SPEC F11: one or more, named); what stays here is
+    connector-level: on or off, the IdP picked, when it was first and last called.
     """
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -513,31 +513,80 @@ class ScimConnector(db.Model):
     public_id: Mapped[str] = mapped_column(String(32), unique=True)  # in the URL, forever
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     idp: Mapped[str] = mapped_column(String(20), default="other")  # okta|entra|other
-    lifetime_days: Mapped[int | None] = mapped_column(Integer)  # None: no expiry
-    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
-    token_encrypted: Mapped[str | None] = mapped_column(Text)
-    # The token a manual refresh replaced keeps working until then (IdP update window).
-    previous_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
-    previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_request_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The owner whose authority automatic refreshes rely on (the last to enable/refresh).
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped[Account] = relationship()
+    tokens: Mapped[list[ScimToken]] = relationship(
+        back_populates="connector", order_by="ScimToken.id", passive_deletes=True
+    )
+
+
+class ScimToken(db.Model):
+    """One named bearer token of a connector (SPEC F11). Stored twice, never in clear: a
+    SHA-256 hash to look it up (the SCIM API's one indexed lookup per request) and a
+    Fernet ciphertext so that an owner can reveal it again. Each token has its own
+    lifetime, refresh history and last use; revoking one leaves the others working.
+
+    A revoked token keeps its row (and its hash, so that the IdP is told it was revoked
+    rather than that it is unknown) but loses its ciphertext: nobody reveals it again.
+    Its name is free again: names are unique among a connector's live tokens only
+    (`uq_scim_token_live_name`).
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("scim_connector.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(80))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_encrypted: Mapped[str | None] = mapped_column(Text)
+    # The secret a manual refresh replaced keeps working until then (IdP update window).
+    previous_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifetime_days: Mapped[int | None] = mapped_column(Integer)  # None: no expiry
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Stamped by the batched request log (blueprints/scim_api/request_log.py), to the minute.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_addr: Mapped[str | None] = mapped_column(String(45))  # IPv6: 45 at most
+    created_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    # The owner whose authority automatic refreshes rely on (who created or last refreshed).
     bound_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     refreshed_by_user_id: Mapped[int | None] = mapped_column(
         ForeignKey("user.id", ondelete="SET NULL")
     )
     refresh_failure_reason: Mapped[str | None] = mapped_column(String(300))
     refresh_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    account: Mapped[Account] = relationship()
+    connector: Mapped[ScimConnector] = relationship(back_populates="tokens")
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_user_id])
     bound_user: Mapped[User | None] = relationship(foreign_keys=[bound_user_id])
     refreshed_by: Mapped[User | None] = relationship(foreign_keys=[refreshed_by_user_id])
+    revoked_by: Mapped[User | None] = relationship(foreign_keys=[revoked_by_user_id])
+
+
+# A name is taken while its token is live; a revoked token's name can be given again (the
+# usual case: SCIM disabled, then enabled again with a new "Default").
+Index(
+    "uq_scim_token_live_name",
+    ScimToken.connector_id,
+    ScimToken.name,
+    unique=True,
+    sqlite_where=ScimToken.revoked_at.is_(None),
+    postgresql_where=ScimToken.revoked_at.is_(None),
+)
 
 
 class ScimRequestLog(db.Model):

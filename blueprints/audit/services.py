@@ -55,6 +55,8 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     "SCIM": [
         ("scim.enabled", "SCIM enabled"),
         ("scim.disabled", "SCIM disabled"),
+        ("scim.token_created", "SCIM token created"),
+        ("scim.token_revoked", "SCIM token revoked"),
         ("scim.token_revealed", "SCIM token revealed"),
         ("scim.token_refreshed", "SCIM token refreshed"),
         ("scim.token_auto_refreshed", "SCIM token refreshed automatically"),

@@ -98,6 +98,9 @@ def load_config(instance_path: str) -> dict:
         # SCIM connector tokens (SPEC F4).
         "SCIM_TOKEN_GRACE_HOURS": float(os.environ.get("SCIM_TOKEN_GRACE_HOURS", "24")),
         "SCIM_REFRESH_AFTER_DAYS": 90,
+        # Live (not revoked) tokens a connector may have at once (SPEC F11): enough for
+        # two IdP apps and a rotation each, few enough that forgotten ones stand out.
+        "SCIM_MAX_TOKENS": int(os.environ.get("SCIM_MAX_TOKENS", "5")),
         "SCIM_WARNING_DAYS": 20,
         # SCIM limits (blueprints/scim_api/limits.py). Up to SCIM_FREE_PARALLELISM requests
         # of a connector at once are never refused; past it, SCIM_RATE_LIMIT applies (a

@@ -85,7 +85,13 @@ def _with_scim(account: Account, owner: User) -> dict[str, str]:
     sso.test_ok, sso.enabled, sso.enabled_at = True, True, now
     found = scim.get_connector(db.session, account.id)
     if found is not None and found.enabled:
-        issued = scim.refresh(db.session, found, owner, now)
+        # A fresh secret for its first live token ("Default"), or a new "Default" when an
+        # owner revoked them all.
+        live = scim.live_tokens(found)
+        if live:
+            issued = scim.refresh(db.session, found, live[0], owner, now)
+        else:
+            issued = scim.create_token(db.session, found, owner, scim.DEFAULT_NAME, "365", now)
     else:
         issued = scim.enable(db.session, account.id, owner, "other", "365", now)
     return {"SCIM_BASE_URL": scim.base_url(issued.connector), "SCIM_TOKEN": issued.token}

@@ -18,6 +18,7 @@ class ScimWarning:
     reason: str
     days_left: int
     expired: bool
+    token_name: str = ""
 
 
 @dataclass
@@ -35,11 +36,12 @@ class AccountSummary:
 def scim_warning(session, account_id: int, now: datetime) -> ScimWarning | None:
     """The warning while the automatic refresh fails and the expiry is near, else None."""
     connector = scim.get_connector(session, account_id)
-    if not scim.shows_warning(connector, now):
+    token = scim.warning_token(connector, now)
+    if token is None:
         return None
-    state = scim.token_state(connector, now)
+    state = scim.token_state(connector, token, now)
     return ScimWarning(
-        connector.refresh_failure_reason, state.days_left or 0, state.name == "expired"
+        token.refresh_failure_reason, state.days_left or 0, state.name == "expired", token.name
     )
 
 

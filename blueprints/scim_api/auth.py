@@ -1,15 +1,16 @@
 """Bearer authentication for the SCIM blueprint (SPEC F4, F5).
 
 The connector id is popped from the URL into `g` (Flask's URL-processor pattern); every
-request is checked against that connector's token only: one indexed lookup by the
-connector's public id, a constant-time compare of the token's hash, its expiry, and
-whether SCIM is on (scim_settings/connector.py). A refused request to a known connector
+request is checked against that connector's tokens only: one indexed statement (the
+connector by its public id, joined to its token with the presented hash), a constant-time
+compare of the hash, the token's revocation and expiry, and whether SCIM is on
+(scim_settings/connector.py). A refused request to a known connector
 is logged too (`g.scim_log_connector`), so a misconfigured IdP shows up on the SCIM page;
 only an accepted one sets `g.scim_connector`.
 
-The check only reads: the connector's last use is stamped by the batched request log
-with the request's log row, so no request holds the database's write lock (SQLite's is
-one for all processes) while it waits for its turn.
+The check only reads: the connector's and the token's last use are stamped by the
+batched request log with the request's log row, so no request holds the database's write
+lock (SQLite's is one for all processes) while it waits for its turn.
 """
 
 from __future__ import annotations
@@ -56,15 +57,23 @@ def authenticate():
     throttled = admission.failed_authentication(request.remote_addr or "")
     if throttled is not None:
         return throttled  # a client guessing tokens: no log row, so a flood costs no writes
-    known = result.connector
+    known = result.connector or result.known
     if known is None and public_id is not None:
         known = connectors.find_caller(db.session, public_id)
     g.scim_log_connector = known
     if result.reason == "expired":
         expired = result.connector.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+        # Today's wording (IdP admins and our docs quote it), naming the token.
         detail = (
-            f"The SCIM token expired on {expired}. An account owner must refresh it "
-            "on the SCIM page (Refresh Token); nothing was provisioned."
+            f"The SCIM token expired on {expired}. An account owner must refresh it (the "
+            f'token "{result.connector.token_name}") on the SCIM page (Refresh Token); '
+            "nothing was provisioned."
+        )
+    elif result.reason == "revoked":
+        revoked = result.connector.revoked_at.strftime("%Y-%m-%d %H:%M UTC")
+        detail = (
+            f'The SCIM token "{result.connector.token_name}" was revoked on {revoked}. Use '
+            "another token of this connector; nothing was provisioned."
         )
     else:
         detail = _DETAILS.get(result.reason, _DETAILS["unknown"])

@@ -4,7 +4,8 @@ Written in its own transaction, a row would cost every read a transaction of its
 SQLite a turn of the one write lock and a sync to disk: the largest part of a lookup's
 time), and every write a statement inside its lock. The rows, and the connectors' last
 use, are handed to a thread of the process instead, which writes whatever has gathered in
-one transaction every `SCIM_LOG_FLUSH_SECONDS`. The page polls the log every 10 s, so the
+one transaction every `SCIM_LOG_FLUSH_SECONDS`. A token's last use (time and client
+address, SPEC F11) goes the same way. The page polls the log every 10 s, so the
 delay goes unseen. This is an operational log, not the audit trail: a process killed
 outright loses at most that interval of rows (a normal shutdown writes them). With the
 setting at 0 (the tests), each row is written at once, after the request's own commit.
@@ -25,7 +26,7 @@ from sqlalchemy import insert, select
 
 from blueprints.common.extensions import db
 from blueprints.scim_settings import health
-from blueprints.scim_settings.connector import USED
+from blueprints.scim_settings.connector import TOKEN_USED, USED
 from models import ScimConnector, ScimRequestLog
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,16 @@ class RequestLog:
         self._lock = threading.Lock()
         self._rows: list[dict] = []
         self._uses: dict[int, datetime] = {}
+        self._token_uses: dict[int, tuple[datetime, str | None]] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._dropped = 0
 
-    def add(self, row: dict | None, use: tuple[int, datetime] | None) -> None:
-        """Queue a log row and a connector's use (either may be None)."""
+    def add(
+        self, row: dict | None, use: tuple[int, int | None, datetime, str | None] | None
+    ) -> None:
+        """Queue a log row and a use: (connector id, token id, time, client address);
+        either may be None. The latest use of each connector and token wins."""
         with self._lock:
             if row is not None:
                 self._rows.append(row)
@@ -58,7 +63,10 @@ class RequestLog:
                     del self._rows[0]
                     self._dropped += 1
             if use is not None:
-                self._uses[use[0]] = use[1]
+                connector_id, token_id, now, addr = use
+                self._uses[connector_id] = now
+                if token_id is not None:
+                    self._token_uses[token_id] = (now, addr)
             if self.interval > 0 and self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="scim-request-log", daemon=True
@@ -78,12 +86,12 @@ class RequestLog:
         """Write what has gathered, in one transaction; returns the rows written. On
         failure the rows stay queued for the next turn."""
         with self._lock:
-            rows, uses = self._rows, self._uses
-            self._rows, self._uses = [], {}
+            rows, uses, token_uses = self._rows, self._uses, self._token_uses
+            self._rows, self._uses, self._token_uses = [], {}, {}
             dropped, self._dropped = self._dropped, 0
         if dropped:
             log.warning("SCIM request log: %s rows dropped while the database was down", dropped)
-        if not rows and not uses:
+        if not rows and not uses and not token_uses:
             return 0
         try:
             with self.app.app_context(), db.engine.begin() as conn:
@@ -98,12 +106,16 @@ class RequestLog:
                     _write_rows(conn, rows)
                 for connector_id, now in uses.items():
                     conn.execute(USED, {"connector_id": connector_id, "now": now})
+                for token_id, (now, addr) in token_uses.items():
+                    conn.execute(TOKEN_USED, {"token_id": token_id, "now": now, "addr": addr})
         except Exception:
             log.exception("could not write %s SCIM request log rows; retrying", len(rows))
             with self._lock:
                 self._rows[:0] = rows
                 for connector_id, now in uses.items():
                     self._uses.setdefault(connector_id, now)
+                for token_id, used in token_uses.items():
+                    self._token_uses.setdefault(token_id, used)
             return 0
         return len(rows)
 

@@ -66,9 +66,9 @@ def record(response):
 
 def finish(status: int):
     """Save the request: commit its changes, if any (one transaction, one commit), and
-    hand its log row and the connector's use to the batched request log. Returns None once
-    saved, or the 503 to answer when the commit failed (the work is rolled back, the
-    failure logged).
+    hand its log row and the connector's and token's use to the batched request log.
+    Returns None once saved, or the 503 to answer when the commit failed (the work is
+    rolled back, the failure logged).
 
     `record` calls it after every response; a create calls it before building its
     response body, so SQLite's write lock (and PostgreSQL's lock on the account's seat
@@ -78,7 +78,10 @@ def finish(status: int):
     connector = g.get("scim_log_connector")
     caller = g.get("scim_connector")
     now = utcnow()
-    use = (caller.id, now) if caller is not None and connectors.use_due(caller, now) else None
+    use = None
+    if caller is not None and connectors.use_due(caller, now):
+        addr = call().remote_addr
+        use = (caller.id, caller.token_id, now, _printable(addr, 45) if addr else None)
     if status < 400 and call().writes:
         try:
             db.session.commit()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit, outbox
@@ -25,7 +25,7 @@ from blueprints.common.crypto import decrypt, encrypt
 from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import has_verified_domain
-from models import Membership, ScimConnector, SsoConnection, User
+from models import Membership, ScimConnector, ScimToken, SsoConnection, User
 
 TOKEN_PREFIX = "scim_"  # noqa: S105 (a public marker that makes leaked tokens findable)
 IDPS = {"okta": "Okta", "entra": "Microsoft Entra ID", "other": "Another SCIM 2.0 client"}
@@ -48,14 +48,28 @@ LIFETIME_LABELS = {
 }
 
 
+DEFAULT_NAME = "Default"  # the token Enable SCIM creates, and the migrated one
+NAME_MAX = 80
+
+
 class ConnectorError(ValueError):
     """An action the connector's state doesn't allow; the message is for the owner."""
+
+
+class TokenError(ConnectorError):
+    """A New token form the service refuses; `field` is where the page shows it (None:
+    above the form)."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
 class Issued:
     connector: ScimConnector
-    token: str
+    token: str  # the secret, shown once
+    scim_token: ScimToken
 
 
 def new_token() -> str:
@@ -113,10 +127,10 @@ def _is_active_admin(session, account_id: int, user_id: int | None) -> bool:
     )
 
 
-def refresh_problem(session, connector: ScimConnector) -> str | None:
-    """Why an automatic refresh can't happen now (SPEC F4), or None."""
-    if not _is_active_admin(session, connector.account_id, connector.bound_user_id):
-        return "The owner this connector is bound to is no longer an active owner or co-owner."
+def refresh_problem(session, connector: ScimConnector, token: ScimToken) -> str | None:
+    """Why an automatic refresh of `token` can't happen now (SPEC F4), or None."""
+    if not _is_active_admin(session, connector.account_id, token.bound_user_id):
+        return "The owner this token is bound to is no longer an active owner or co-owner."
     if not has_verified_domain(session, connector.account_id):
         return "No verified domain is left."
     if not sso_enabled(session, connector.account_id):
@@ -129,19 +143,21 @@ def refresh_problem(session, connector: ScimConnector) -> str | None:
 
 @dataclass
 class TokenState:
-    name: str  # valid|expiring|expired|no_expiry|disabled
+    name: str  # valid|expiring|expired|no_expiry|revoked|disabled
     label: str
     days_left: int | None
 
 
-def token_state(connector: ScimConnector, now: datetime) -> TokenState:
-    """The badge on the SCIM page: valid, expiring soon (within the warning window),
-    expired, or valid with no expiry."""
-    if not connector.enabled:
+def token_state(connector: ScimConnector, token: ScimToken | None, now: datetime) -> TokenState:
+    """A token's badge on the SCIM page: valid, expiring soon (within the warning window),
+    expired, valid with no expiry, or revoked."""
+    if not connector.enabled or token is None:
         return TokenState("disabled", "Disabled", None)
-    if connector.expires_at is None:
+    if token.revoked_at is not None:
+        return TokenState("revoked", "Revoked", None)
+    if token.expires_at is None:
         return TokenState("no_expiry", "Valid, no expiry", None)
-    left = connector.expires_at - now
+    left = token.expires_at - now
     days = left.days if left.total_seconds() > 0 else 0
     if left.total_seconds() <= 0:
         return TokenState("expired", "Expired", 0)
@@ -152,30 +168,78 @@ def token_state(connector: ScimConnector, now: datetime) -> TokenState:
     return TokenState("valid", "Valid", days)
 
 
+def live_tokens(connector: ScimConnector) -> list[ScimToken]:
+    """The connector's tokens that an IdP may still present (expired ones included: a
+    refresh brings them back), oldest first."""
+    return [token for token in connector.tokens if token.revoked_at is None]
+
+
+def listed_tokens(connector: ScimConnector) -> list[ScimToken]:
+    """The tokens the page lists: the live ones, then those revoked since SCIM was last
+    enabled (older ones belong to an earlier set-up and stay in the audit log only)."""
+    since = connector.enabled_at
+    revoked = [
+        token
+        for token in connector.tokens
+        if token.revoked_at is not None and (since is None or token.revoked_at >= since)
+    ]
+    return live_tokens(connector) + sorted(revoked, key=lambda t: t.revoked_at, reverse=True)
+
+
+def get_token(connector: ScimConnector, token_id: int) -> ScimToken | None:
+    """A live token of `connector` (never another connector's: the id comes from a URL)."""
+    for token in live_tokens(connector):
+        if token.id == token_id:
+            return token
+    return None
+
+
+def warning_token(connector: ScimConnector | None, now: datetime) -> ScimToken | None:
+    """The token the banner is about: a live one whose automatic refresh fails with its
+    expiry inside the warning window (the soonest to expire), or None."""
+    if connector is None or not connector.enabled:
+        return None
+    window = timedelta(days=current_app.config["SCIM_WARNING_DAYS"])
+    failing = [
+        token
+        for token in live_tokens(connector)
+        if token.refresh_failure_reason is not None
+        and token.expires_at is not None
+        and token.expires_at - now <= window
+    ]
+    return min(failing, key=lambda t: t.expires_at, default=None)
+
+
 def shows_warning(connector: ScimConnector | None, now: datetime) -> bool:
     """The banner: a failing automatic refresh with the expiry inside the warning window."""
-    if connector is None or not connector.enabled or connector.refresh_failure_reason is None:
-        return False
-    if connector.expires_at is None:
-        return False
-    return connector.expires_at - now <= timedelta(days=current_app.config["SCIM_WARNING_DAYS"])
+    return warning_token(connector, now) is not None
 
 
 # --- the owner's actions --------------------------------------------------------------------
 
 
-def _set_token(connector: ScimConnector, now: datetime) -> str:
-    token = new_token()
-    connector.token_hash = token_hash(token)
-    connector.token_encrypted = encrypt(token)
-    connector.issued_at = now
-    connector.refreshed_at = now
-    connector.expires_at = (
-        now + timedelta(days=connector.lifetime_days) if connector.lifetime_days else None
+def _set_secret(token: ScimToken, now: datetime) -> str:
+    secret = new_token()
+    token.token_hash = token_hash(secret)
+    token.token_encrypted = encrypt(secret)
+    token.issued_at = now
+    token.refreshed_at = now
+    token.expires_at = now + timedelta(days=token.lifetime_days) if token.lifetime_days else None
+    token.refresh_failure_reason = None
+    token.refresh_failed_at = None
+    return secret
+
+
+def _audit(session, action: str, connector: ScimConnector, token: ScimToken, actor, **detail):
+    """A credential event, naming the token (never its secret)."""
+    audit.record(
+        session,
+        action,
+        account_id=connector.account_id,
+        actor_user_id=actor.id if actor is not None else None,
+        target=f"SCIM token {token.name}",
+        detail={"token": token.name, "token_id": token.id} | detail,
     )
-    connector.refresh_failure_reason = None
-    connector.refresh_failed_at = None
-    return token
 
 
 def _notify_owners(
@@ -196,8 +260,26 @@ def _notify_owners(
         )
 
 
+def _issue(
+    session, connector: ScimConnector, name: str, lifetime_days: int | None, actor, now
+) -> Issued:
+    token = ScimToken(
+        connector=connector,
+        name=name,
+        lifetime_days=lifetime_days,
+        created_by_user_id=actor.id,
+        bound_user_id=actor.id,
+        refreshed_by_user_id=actor.id,
+        created_at=now,
+    )
+    secret = _set_secret(token, now)
+    session.add(token)
+    return Issued(connector, secret, token)
+
+
 def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: datetime) -> Issued:
-    """Turn SCIM on: the connector URL (kept if it existed) and a new token."""
+    """Turn SCIM on: the connector URL (kept if it existed) and its first token, named
+    "Default"."""
     if idp not in IDPS:
         raise ConnectorError("Choose your identity provider.")
     if lifetime not in LIFETIMES:
@@ -213,25 +295,23 @@ def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: 
             account_id=account_id, public_id=secrets.token_urlsafe(16), created_at=now
         )
         session.add(connector)
-    connector.idp, connector.lifetime_days = idp, LIFETIMES[lifetime]
+    connector.idp = idp
     connector.enabled, connector.enabled_at, connector.disabled_at = True, now, None
-    connector.previous_token_hash = connector.previous_valid_until = None
     # A new token: the IdP is configured (step 4) once a request carries this one.
     connector.first_request_at = None
-    connector.bound_user_id = connector.refreshed_by_user_id = actor.id
-    token = _set_token(connector, now)
+    issued = _issue(session, connector, DEFAULT_NAME, LIFETIMES[lifetime], actor, now)
     audit.record(
         session,
         "scim.enabled",
         account_id=account_id,
         actor_user_id=actor.id,
-        detail={"idp": idp, "lifetime_days": connector.lifetime_days},
+        detail={"idp": idp, "lifetime_days": LIFETIMES[lifetime], "token": DEFAULT_NAME},
     )
     _notify_owners(
         session,
         connector,
         "SCIM provisioning was enabled",
-        "SCIM provisioning was enabled and a connector token issued",
+        f'SCIM provisioning was enabled and a connector token ("{DEFAULT_NAME}") issued',
         actor,
         now,
     )
@@ -240,63 +320,141 @@ def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: 
     except IntegrityError:  # enabled in another window at the same moment
         session.rollback()  # a failed flush spoils the transaction (nothing else in it yet)
         raise ConnectorError("SCIM was just enabled in another window. Reload the page.") from None
-    return Issued(connector, token)
+    return issued
 
 
-def reveal(session, connector: ScimConnector, actor: User, now: datetime) -> str:
-    """The current token, for an owner who re-entered the passphrase; always audited."""
-    if not connector.enabled or not connector.token_encrypted:
+def create_token(
+    session, connector: ScimConnector, actor: User, name: str, lifetime: str, now: datetime
+) -> Issued:
+    """New token: another named token on the same URL; the others keep working (SPEC
+    F11). At most SCIM_MAX_TOKENS live ones; names are unique among the live ones."""
+    if not connector.enabled:
         raise ConnectorError("SCIM is not enabled.")
-    token = decrypt(connector.token_encrypted)
-    audit.record(
-        session, "scim.token_revealed", account_id=connector.account_id, actor_user_id=actor.id
+    name = " ".join((name or "").split())
+    if not name:
+        raise TokenError("name", "Give the token a name, such as the IdP app it is for.")
+    if len(name) > NAME_MAX:
+        raise TokenError("name", f"Keep the name to {NAME_MAX} characters.")
+    if lifetime not in LIFETIMES:
+        raise TokenError("lifetime", "Choose how long the token lasts.")
+    live = live_tokens(connector)
+    limit = current_app.config["SCIM_MAX_TOKENS"]
+    if len(live) >= limit:
+        raise TokenError(
+            None,
+            f"This connector already has {len(live)} live tokens, the most it may have. "
+            "Revoke one you no longer use first.",
+        )
+    if any(token.name.casefold() == name.casefold() for token in live):
+        raise TokenError("name", f'A live token is already named "{name}"; choose another name.')
+    try:
+        with session.begin_nested():  # the same name created in another window meanwhile
+            issued = _issue(session, connector, name, LIFETIMES[lifetime], actor, now)
+            session.flush()
+    except IntegrityError:
+        raise TokenError(
+            "name", f'A live token is already named "{name}"; choose another name.'
+        ) from None
+    _audit(
+        session,
+        "scim.token_created",
+        connector,
+        issued.scim_token,
+        actor,
+        lifetime_days=LIFETIMES[lifetime],
     )
+    _notify_owners(
+        session,
+        connector,
+        "A SCIM token was created",
+        f'a new SCIM connector token ("{name}") was created',
+        actor,
+        now,
+    )
+    return issued
+
+
+def reveal(session, connector: ScimConnector, token: ScimToken, actor: User, now: datetime) -> str:
+    """A token's secret, for an owner who re-entered the passphrase; always audited."""
+    if not connector.enabled or token.revoked_at is not None or not token.token_encrypted:
+        raise ConnectorError("SCIM is not enabled.")
+    secret = decrypt(token.token_encrypted)
+    _audit(session, "scim.token_revealed", connector, token, actor)
     _notify_owners(
         session,
         connector,
         "Your SCIM token was revealed",
-        "the SCIM connector token was revealed",
+        f'the SCIM connector token "{token.name}" was revealed',
         actor,
         now,
     )
-    return token
+    return secret
 
 
-def refresh(session, connector: ScimConnector, actor: User, now: datetime) -> Issued:
-    """A manual refresh: a new token on the same URL, the old one honoured for the grace
-    period; binds the connector to `actor` and clears any refresh failure."""
-    if not connector.enabled:
+def refresh(
+    session, connector: ScimConnector, token: ScimToken, actor: User, now: datetime
+) -> Issued:
+    """A manual refresh: a new secret for `token` on the same URL, the old one honoured
+    for the grace period; binds the token to `actor` and clears any refresh failure. The
+    connector's other tokens are untouched."""
+    if not connector.enabled or token.revoked_at is not None:
         raise ConnectorError("SCIM is not enabled.")
     grace = timedelta(hours=current_app.config["SCIM_TOKEN_GRACE_HOURS"])
-    # The grace period never outlives the replaced token: refreshing an expired token
+    # The grace period never outlives the replaced secret: refreshing an expired token
     # must not bring it back to life.
     until = now + grace
-    if connector.expires_at is not None:
-        until = min(until, connector.expires_at)
-    connector.previous_token_hash = connector.token_hash if until > now else None
-    connector.previous_valid_until = until if until > now else None
-    connector.bound_user_id = connector.refreshed_by_user_id = actor.id
-    token = _set_token(connector, now)
-    audit.record(
-        session, "scim.token_refreshed", account_id=connector.account_id, actor_user_id=actor.id
-    )
+    if token.expires_at is not None:
+        until = min(until, token.expires_at)
+    token.previous_token_hash = token.token_hash if until > now else None
+    token.previous_valid_until = until if until > now else None
+    token.bound_user_id = token.refreshed_by_user_id = actor.id
+    secret = _set_secret(token, now)
+    _audit(session, "scim.token_refreshed", connector, token, actor)
     _notify_owners(
         session,
         connector,
         "Your SCIM token was refreshed",
-        "the SCIM connector token was refreshed (the previous one keeps working "
-        f"for {grace.total_seconds() / 3600:g} hours)",
+        f'the SCIM connector token "{token.name}" was refreshed (the previous one keeps '
+        f"working for {grace.total_seconds() / 3600:g} hours)",
         actor,
         now,
     )
-    return Issued(connector, token)
+    return Issued(connector, secret, token)
+
+
+def _revoke(token: ScimToken, actor: User | None, now: datetime) -> None:
+    """Refused from now on; the ciphertext goes (nobody reveals a revoked token), the hash
+    stays so that the IdP is told the token was revoked rather than unknown."""
+    token.revoked_at = now
+    token.revoked_by_user_id = actor.id if actor is not None else None
+    token.token_encrypted = None
+    token.previous_token_hash = token.previous_valid_until = None
+
+
+def revoke(session, connector: ScimConnector, token: ScimToken, actor: User, now: datetime) -> None:
+    """Revoke: `token` is refused at once (its grace secret too); the others keep
+    working. The last live token may go too (a leaked token must be stoppable at once):
+    the IdP is then refused until an owner creates a new one."""
+    if token.revoked_at is not None:
+        raise ConnectorError("This token was already revoked.")
+    _revoke(token, actor, now)
+    _audit(session, "scim.token_revoked", connector, token, actor)
+    _notify_owners(
+        session,
+        connector,
+        "A SCIM token was revoked",
+        f'the SCIM connector token "{token.name}" was revoked',
+        actor,
+        now,
+    )
 
 
 def disable(session, connector: ScimConnector, actor: User, now: datetime) -> None:
-    """Turn SCIM off: IdP traffic gets 401; members stay, now managed by hand."""
+    """Turn SCIM off: IdP traffic gets 401 (every token is revoked); members stay, now
+    managed by hand."""
     connector.enabled, connector.disabled_at = False, now
-    connector.token_hash = connector.token_encrypted = None
-    connector.previous_token_hash = connector.previous_valid_until = None
+    for token in live_tokens(connector):
+        _revoke(token, actor, now)
     audit.record(session, "scim.disabled", account_id=connector.account_id, actor_user_id=actor.id)
     _notify_owners(
         session,
@@ -312,20 +470,56 @@ def disable(session, connector: ScimConnector, actor: User, now: datetime) -> No
 
 
 _connectors = ScimConnector.__table__
-# Built once, Core and not the ORM: every SCIM request runs it, and an ORM load (identity
-# map, instance state) cost more than the query itself.
-_CALLER = select(
+_tokens = ScimToken.__table__
+_CONNECTOR_COLUMNS = (
     _connectors.c.id,
     _connectors.c.account_id,
     _connectors.c.public_id,
     _connectors.c.enabled,
-    _connectors.c.token_hash,
-    _connectors.c.previous_token_hash,
-    _connectors.c.previous_valid_until,
-    _connectors.c.expires_at,
     _connectors.c.last_used_at,
     _connectors.c.first_request_at,
-).where(_connectors.c.public_id == bindparam("public_id"))
+)
+# Built once, Core and not the ORM: every SCIM request runs it, and an ORM load (identity
+# map, instance state) cost more than the query itself. The usual request is one
+# statement, one unique-index probe: the token whose hash is the presented one
+# (uq_scim_token_token_hash), joined to its connector by primary key, which must be the
+# one the URL names (so a token of another connector is unknown here). Only when that
+# finds nothing (a refreshed token's previous secret in its grace period, or a refusal)
+# does `_GRACE` run: the connector by its public id, with the token whose grace hash is
+# the presented one if any (ix_scim_token_previous_token_hash), for the request log and
+# the "disabled" answer.
+_TOKEN_COLUMNS = (
+    _tokens.c.id.label("token_id"),
+    _tokens.c.name.label("token_name"),
+    _tokens.c.token_hash,
+    _tokens.c.previous_token_hash,
+    _tokens.c.previous_valid_until,
+    _tokens.c.expires_at,
+    _tokens.c.revoked_at,
+    _tokens.c.last_used_at.label("token_last_used_at"),
+)
+_CALLER = (
+    select(*_CONNECTOR_COLUMNS, *_TOKEN_COLUMNS)
+    .select_from(_tokens.join(_connectors, _connectors.c.id == _tokens.c.connector_id))
+    .where(
+        _tokens.c.token_hash == bindparam("hash"),
+        _connectors.c.public_id == bindparam("public_id"),
+    )
+)
+_GRACE = (
+    select(*_CONNECTOR_COLUMNS, *_TOKEN_COLUMNS)
+    .select_from(
+        _connectors.outerjoin(
+            _tokens,
+            and_(
+                _tokens.c.connector_id == _connectors.c.id,
+                _tokens.c.previous_token_hash == bindparam("hash"),
+            ),
+        )
+    )
+    .where(_connectors.c.public_id == bindparam("public_id"))
+)
+_CONNECTOR = select(*_CONNECTOR_COLUMNS).where(_connectors.c.public_id == bindparam("public_id"))
 USED = (
     update(_connectors)
     .where(_connectors.c.id == bindparam("connector_id"))
@@ -334,11 +528,18 @@ USED = (
         first_request_at=func.coalesce(_connectors.c.first_request_at, bindparam("now")),
     )
 )
+TOKEN_USED = (
+    update(_tokens)
+    .where(_tokens.c.id == bindparam("token_id"))
+    .values(last_used_at=bindparam("now"), last_used_addr=bindparam("addr"))
+)
 
 
 @dataclass(frozen=True)
 class Caller:
-    """The connector a SCIM request is addressed to: what the SCIM API needs of it."""
+    """The connector a SCIM request is addressed to, and the token it presented: what the
+    SCIM API needs of them. `expires_at` and `revoked_at` are the token's; `last_used_at`
+    and `first_request_at` the connector's."""
 
     id: int
     account_id: int
@@ -346,12 +547,17 @@ class Caller:
     expires_at: datetime | None
     last_used_at: datetime | None = None
     first_request_at: datetime | None = None
+    token_id: int | None = None
+    token_name: str | None = None
+    token_last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
 
 
 @dataclass
 class Authentication:
-    connector: Caller | None
-    reason: str | None  # None when accepted; else unknown|disabled|expired|missing
+    connector: Caller | None  # the accepted (or expired, or revoked) token's caller
+    reason: str | None  # None when accepted; else unknown|disabled|expired|revoked|missing
+    known: Caller | None = None  # the connector the URL names, for the log of a refusal
 
 
 def _caller(row) -> Caller:
@@ -362,63 +568,93 @@ def _caller(row) -> Caller:
         row.expires_at,
         row.last_used_at,
         row.first_request_at,
+        row.token_id,
+        row.token_name,
+        row.token_last_used_at,
+        row.revoked_at,
+    )
+
+
+def _connector_caller(row) -> Caller:
+    return Caller(
+        row.id, row.account_id, row.public_id, None, row.last_used_at, row.first_request_at
     )
 
 
 def use_due(caller: Caller, now: datetime) -> bool:
-    """Whether the connector's first request or last use is to be stamped now (last use
-    to the minute: what the page shows, without a write per request)."""
+    """Whether the connector's first request, or its or the token's last use, is to be
+    stamped now (last use to the minute: what the page shows, without a write per
+    request)."""
+    minute = timedelta(minutes=1)
     return (
-        caller.last_used_at is None
-        or caller.first_request_at is None
-        or now - caller.last_used_at >= timedelta(minutes=1)
+        caller.first_request_at is None
+        or caller.last_used_at is None
+        or now - caller.last_used_at >= minute
+        or (
+            caller.token_id is not None
+            and (caller.token_last_used_at is None or now - caller.token_last_used_at >= minute)
+        )
     )
 
 
-def record_use(session, caller: Caller, now: datetime) -> None:
-    """Stamp the connector's first request and last use, in the caller's transaction."""
+def record_use(session, caller: Caller, now: datetime, addr: str | None = None) -> None:
+    """Stamp the connector's first request and last use, and the token's last use and
+    address, in the caller's transaction."""
     if use_due(caller, now):
         execute(session, USED, {"connector_id": caller.id, "now": now})
+        if caller.token_id is not None:
+            execute(session, TOKEN_USED, {"token_id": caller.token_id, "now": now, "addr": addr})
 
 
 def find_caller(session, public_id: str) -> Caller | None:
     """The connector `public_id` names, for the request log of a refused request."""
-    row = execute(session, _CALLER, {"public_id": public_id}).first()
-    return None if row is None else _caller(row)
+    row = execute(session, _CONNECTOR, {"public_id": public_id}).first()
+    return None if row is None else _connector_caller(row)
 
 
 def authenticate(
-    session, public_id: str, authorization: str | None, now: datetime, record: bool = True
+    session,
+    public_id: str,
+    authorization: str | None,
+    now: datetime,
+    record: bool = True,
+    addr: str | None = None,
 ) -> Authentication:
-    """Check `Authorization: Bearer <token>` for connector `public_id` (SPEC F5).
+    """Check `Authorization: Bearer <token>` for connector `public_id` (SPEC F5, F11).
 
-    The token only works for its own connector; hashes are compared in constant time;
-    the previous token is accepted until its grace period ends. With `record`, an accepted
-    token's use is stamped at once; the SCIM API passes False and stamps it with the rest
-    of the request's writes (`record_use`), so that its check writes nothing.
+    A token only works for its own connector; hashes are compared in constant time (the
+    index finds the row, the compare decides); a refreshed token's previous secret is
+    accepted until its grace period ends; a revoked or expired token is refused with its
+    own reason. With `record`, an accepted token's use is stamped at once; the SCIM API
+    passes False and hands the use to the batched request log, so that its check writes
+    nothing.
     """
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:
         return Authentication(None, "missing")
-    row = execute(session, _CALLER, {"public_id": public_id}).first()
+    presented = token_hash(token)
+    params = {"public_id": public_id, "hash": presented}
+    row = execute(session, _CALLER, params).first() or execute(session, _GRACE, params).first()
     if row is None:
         return Authentication(None, "unknown")
-    presented = token_hash(token)
-    current = row.token_hash and hmac.compare_digest(presented, row.token_hash)
+    known = _connector_caller(row)
+    if not row.enabled:
+        return Authentication(None, "disabled", known)
+    current = row.token_hash is not None and hmac.compare_digest(presented, row.token_hash)
     previous = (
-        row.previous_token_hash
+        row.previous_token_hash is not None
         and row.previous_valid_until is not None
         and now < row.previous_valid_until
         and hmac.compare_digest(presented, row.previous_token_hash)
     )
-    if not row.enabled:
-        return Authentication(None, "disabled")
     if not (current or previous):
-        return Authentication(None, "unknown")
+        return Authentication(None, "unknown", known)
     caller = _caller(row)
+    if row.revoked_at is not None:
+        return Authentication(caller, "revoked", known)
     if row.expires_at is not None and now >= row.expires_at:
-        return Authentication(caller, "expired")
+        return Authentication(caller, "expired", known)
     if record:
-        record_use(session, caller, now)
-    return Authentication(caller, None)
+        record_use(session, caller, now, addr)
+    return Authentication(caller, None, known)

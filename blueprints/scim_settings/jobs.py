@@ -2,8 +2,9 @@
 
 `refresh_tokens` extends the expiry of tokens that are due, keeping the secret so the IdP
 keeps working; `warn_expiring` emails the owners and co-owners while a refresh is failing
-and the expiry is near. Both walk the connectors in batches by id, so an installation with
-many accounts never loads them all at once, and commit one connector at a time.
+and the expiry is near. Both walk the live tokens of enabled connectors (each token on
+its own, SPEC F11) in batches by id, so an installation with many accounts never loads
+them all at once, and commit one token at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.orm import contains_eager
 
 from blueprints.common import audit, outbox
 from blueprints.common.accounts import admin_contacts
@@ -20,7 +22,7 @@ from blueprints.common.extensions import db
 from blueprints.common.urls import absolute_url
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings import health
-from models import Account, ScimConnector, ScimProblem, ScimRequestLog
+from models import Account, ScimConnector, ScimProblem, ScimRequestLog, ScimToken
 
 BATCH = 200
 EXPIRED_REASON = "The token expired before it could be refreshed; only a manual refresh renews it."
@@ -44,20 +46,51 @@ def _batches(where: list[ColumnElement]) -> Iterator[list[ScimConnector]]:
         yield batch
 
 
-def _write_if_unchanged(connector: ScimConnector, **values) -> bool:
-    """Update the connector only if nobody changed its token since we read it.
+def _token_batches(where: list[ColumnElement]) -> Iterator[list[ScimToken]]:
+    """The live tokens of enabled connectors matching `where`, `BATCH` at a time in id
+    order (keyset paging), their connectors loaded with them."""
+    last_id = 0
+    while True:
+        batch = list(
+            db.session.scalars(
+                select(ScimToken)
+                .join(ScimConnector, ScimConnector.id == ScimToken.connector_id)
+                .where(
+                    ScimConnector.enabled.is_(True),
+                    ScimToken.revoked_at.is_(None),
+                    *where,
+                    ScimToken.id > last_id,
+                )
+                .options(contains_eager(ScimToken.connector))
+                .order_by(ScimToken.id)
+                .limit(BATCH)
+            )
+        )
+        if not batch:
+            return
+        last_id = batch[-1].id
+        yield batch
 
-    An owner may refresh, disable or re-enable SCIM while the sweep runs; the sweep must
-    then neither overwrite the new expiry nor record a failure the owner just fixed.
+
+def _write_if_unchanged(token: ScimToken, **values) -> bool:
+    """Update the token only if nobody changed it since we read it.
+
+    An owner may refresh or revoke the token, or disable SCIM, while the sweep runs; the
+    sweep must then neither overwrite the new expiry nor record a failure the owner just
+    fixed.
     """
-    table = ScimConnector.__table__
+    table = ScimToken.__table__
+    connectors = ScimConnector.__table__
     result = db.session.execute(
         update(table)
         .where(
-            table.c.id == connector.id,
-            table.c.enabled.is_(True),
-            table.c.token_hash == connector.token_hash,
-            table.c.expires_at == connector.expires_at,
+            table.c.id == token.id,
+            table.c.revoked_at.is_(None),
+            table.c.token_hash == token.token_hash,
+            table.c.expires_at == token.expires_at,
+            select(connectors.c.id)
+            .where(connectors.c.id == table.c.connector_id, connectors.c.enabled.is_(True))
+            .exists(),
         )
         .values(**values)
     )
@@ -65,47 +98,47 @@ def _write_if_unchanged(connector: ScimConnector, **values) -> bool:
 
 
 def _due(now: datetime) -> list[ColumnElement]:
-    """Enabled connectors with an expiry whose last refresh is `SCIM_REFRESH_AFTER_DAYS`
-    old, or whose expiry is `SCIM_WARNING_DAYS` away or less (expired ones included)."""
+    """Tokens with an expiry whose last refresh is `SCIM_REFRESH_AFTER_DAYS` old, or
+    whose expiry is `SCIM_WARNING_DAYS` away or less (expired ones included)."""
     cfg = current_app.config
     return [
-        ScimConnector.enabled.is_(True),
-        ScimConnector.lifetime_days.is_not(None),
-        ScimConnector.expires_at.is_not(None),
+        ScimToken.lifetime_days.is_not(None),
+        ScimToken.expires_at.is_not(None),
         or_(
-            ScimConnector.refreshed_at.is_(None),
-            ScimConnector.refreshed_at <= now - timedelta(days=cfg["SCIM_REFRESH_AFTER_DAYS"]),
-            ScimConnector.expires_at <= now + timedelta(days=cfg["SCIM_WARNING_DAYS"]),
+            ScimToken.refreshed_at.is_(None),
+            ScimToken.refreshed_at <= now - timedelta(days=cfg["SCIM_REFRESH_AFTER_DAYS"]),
+            ScimToken.expires_at <= now + timedelta(days=cfg["SCIM_WARNING_DAYS"]),
         ),
     ]
 
 
 def refresh_tokens(now: datetime) -> dict[str, int]:
-    """Attempt an automatic refresh of every connector that is due (SPEC F4).
+    """Attempt an automatic refresh of every live token that is due (SPEC F4, F11: each
+    token of a connector on its own).
 
-    Success extends the expiry to `now` + the chosen lifetime and keeps the secret (hash
+    Success extends the expiry to `now` + the token's lifetime and keeps the secret (hash
     and ciphertext untouched), so the IdP keeps working; any stored failure is cleared.
-    Failure (`connector.refresh_problem`) stores the reason and the time; the connector is
-    still due tomorrow, so the next daily run retries it. A connector without an expiry is
+    Failure (`connector.refresh_problem`) stores the reason and the time; the token is
+    still due tomorrow, so the next daily run retries it. A token without an expiry is
     never due.
 
     An already expired token is not revived: its IdP has been getting 401s, and bringing
     the same secret back to life without anyone deciding to is what an administrator would
     not expect (nor want, if SCIM was left to lapse on purpose). It gets `EXPIRED_REASON`
     as its failure, so the owners are warned and the pages show it until an owner refreshes
-    it by hand (or disables SCIM). A token that expires between two daily runs can only do
-    so after twenty days of failed refreshes and warnings.
+    it by hand (or revokes it, or disables SCIM). A token that expires between two daily
+    runs can only do so after twenty days of failed refreshes and warnings.
 
     Returns counts: due, refreshed, failed, expired.
     """
     counts = {"due": 0, "refreshed": 0, "failed": 0, "expired": 0}
-    for batch in _batches(_due(now)):
-        for connector in batch:
+    for batch in _token_batches(_due(now)):
+        for token in batch:
             counts["due"] += 1
-            if connector.expires_at <= now:
-                if _mark_expired(connector, now):
+            if token.expires_at <= now:
+                if _mark_expired(token, now):
                     counts["expired"] += 1
-            elif _refresh_one(connector, now):
+            elif _refresh_one(token, now):
                 counts["refreshed"] += 1
             else:
                 counts["failed"] += 1
@@ -113,40 +146,44 @@ def refresh_tokens(now: datetime) -> dict[str, int]:
     return counts
 
 
-def _mark_expired(connector: ScimConnector, now: datetime) -> bool:
-    """Record that an expired token needs a manual refresh (once); True if it is expired."""
-    if connector.refresh_failure_reason == EXPIRED_REASON:
-        return True
-    previous = connector.refresh_failure_reason
-    if not _write_if_unchanged(
-        connector, refresh_failure_reason=EXPIRED_REASON, refresh_failed_at=now
-    ):
-        return False
+def _audit(action: str, token: ScimToken, **detail) -> None:
+    """A job's credential event (no actor: "System"), naming the token."""
     audit.record(
         db.session,
+        action,
+        account_id=token.connector.account_id,
+        target=f"SCIM token {token.name}",
+        detail={"token": token.name, "token_id": token.id} | detail,
+    )
+
+
+def _mark_expired(token: ScimToken, now: datetime) -> bool:
+    """Record that an expired token needs a manual refresh (once); True if it is expired."""
+    if token.refresh_failure_reason == EXPIRED_REASON:
+        return True
+    previous = token.refresh_failure_reason
+    if not _write_if_unchanged(token, refresh_failure_reason=EXPIRED_REASON, refresh_failed_at=now):
+        return False
+    _audit(
         "scim.token_auto_refresh_failed",
-        account_id=connector.account_id,
-        detail={"reason": EXPIRED_REASON, "previous_reason": previous},
+        token,
+        reason=EXPIRED_REASON,
+        previous_reason=previous,
     )
     return True
 
 
-def _refresh_one(connector: ScimConnector, now: datetime) -> bool:
+def _refresh_one(token: ScimToken, now: datetime) -> bool:
     """One automatic refresh attempt; True when the expiry was extended."""
-    problem = service.refresh_problem(db.session, connector)
+    problem = service.refresh_problem(db.session, token.connector, token)
     if problem is not None:
-        if _write_if_unchanged(connector, refresh_failure_reason=problem, refresh_failed_at=now):
-            audit.record(
-                db.session,
-                "scim.token_auto_refresh_failed",
-                account_id=connector.account_id,
-                detail={"reason": problem},
-            )
+        if _write_if_unchanged(token, refresh_failure_reason=problem, refresh_failed_at=now):
+            _audit("scim.token_auto_refresh_failed", token, reason=problem)
         return False
-    was_failing = connector.refresh_failure_reason is not None
-    expires_at = now + timedelta(days=connector.lifetime_days)
+    was_failing = token.refresh_failure_reason is not None
+    expires_at = now + timedelta(days=token.lifetime_days)
     if not _write_if_unchanged(
-        connector,
+        token,
         expires_at=expires_at,
         refreshed_at=now,
         # Nobody refreshed it: the page must not credit the last person who did.
@@ -155,29 +192,27 @@ def _refresh_one(connector: ScimConnector, now: datetime) -> bool:
         refresh_failed_at=None,
     ):
         return False
-    audit.record(
-        db.session,
-        "scim.token_auto_refreshed",
-        account_id=connector.account_id,
-        detail={"expires_at": expires_at.isoformat()},
-    )
+    _audit("scim.token_auto_refreshed", token, expires_at=expires_at.isoformat())
     if was_failing:
-        _notify_recovered(connector, expires_at, now)
+        _notify_recovered(token, expires_at, now)
     return True
 
 
-def _notify_recovered(connector: ScimConnector, expires_at: datetime, now: datetime) -> None:
+def _notify_recovered(token: ScimToken, expires_at: datetime, now: datetime) -> None:
     """Owners who were warned learn that the problem went away and nothing is left to do."""
+    connector = token.connector
     account_name = db.session.get(Account, connector.account_id).name
     for user_id, email in admin_contacts(db.session, connector.account_id):
         outbox.enqueue(
             db.session,
             email,
-            "Your SCIM token was refreshed automatically",
+            f'Your SCIM token "{token.name}" was refreshed automatically',
             "scim_auto_refreshed",
-            dedupe_key=f"scim-auto-refreshed:{connector.id}:{user_id}:{now.date().isoformat()}",
+            dedupe_key=f"scim-auto-refreshed:{connector.id}:{token.id}:{user_id}:"
+            f"{now.date().isoformat()}",
             now=now,
             account=account_name,
+            token_name=token.name,
             expires=expires_at.strftime("%Y-%m-%d"),
             link=absolute_url("scim_settings.index"),
         )
@@ -186,47 +221,49 @@ def _notify_recovered(connector: ScimConnector, expires_at: datetime, now: datet
 # --- warnings --------------------------------------------------------------------------------
 
 
-def _subject(days_left: int, expired: bool) -> str:
+def _subject(name: str, days_left: int, expired: bool) -> str:
     if expired:
-        return "Your SCIM token has expired"
+        return f'Your SCIM token "{name}" has expired'
     if days_left == 0:
-        return "Your SCIM token expires in less than a day"
-    return f"Your SCIM token expires in {days_left} day{'s' if days_left != 1 else ''}"
+        return f'Your SCIM token "{name}" expires in less than a day'
+    return f'Your SCIM token "{name}" expires in {days_left} day{"s" if days_left != 1 else ""}'
 
 
 def warn_expiring(now: datetime) -> dict[str, int]:
-    """Email every active owner and co-owner while a connector's automatic refresh is
-    failing and its expiry is `SCIM_WARNING_DAYS` away or less (SPEC F4).
+    """Email every active owner and co-owner while a live token's automatic refresh is
+    failing and its expiry is `SCIM_WARNING_DAYS` away or less (SPEC F4, F11: per token,
+    the email naming it).
 
-    At most one email per person, connector and day: the outbox's unique dedupe key
-    decides, so running the job twice, or in several processes at once, sends no more.
-    Warnings go on after the token has expired (saying so), daily, until an owner
-    refreshes the token or disables SCIM: provisioning is broken until then, and the
-    email says how to stop it either way.
+    At most one email per person, token and day: the outbox's unique dedupe key decides,
+    so running the job twice, or in several processes at once, sends no more. Warnings go
+    on after the token has expired (saying so), daily, until an owner refreshes or
+    revokes the token or disables SCIM: provisioning through it is broken until then, and
+    the email says how to stop it either way.
 
-    Returns counts: connectors warned about, emails queued, emails already queued today.
+    Returns counts: tokens warned about ("connectors", the name the CLI and tests have
+    always read), emails queued, emails already queued today.
     """
     window = timedelta(days=current_app.config["SCIM_WARNING_DAYS"])
     counts = {"connectors": 0, "queued": 0, "already_queued": 0}
     where = [
-        ScimConnector.enabled.is_(True),
-        ScimConnector.refresh_failure_reason.is_not(None),
-        ScimConnector.expires_at.is_not(None),
-        ScimConnector.expires_at <= now + window,
+        ScimToken.refresh_failure_reason.is_not(None),
+        ScimToken.expires_at.is_not(None),
+        ScimToken.expires_at <= now + window,
     ]
-    for batch in _batches(where):
-        for connector in batch:
+    for batch in _token_batches(where):
+        for token in batch:
             counts["connectors"] += 1
-            queued = _warn(connector, now)
+            queued = _warn(token, now)
             counts["queued"] += queued[0]
             counts["already_queued"] += queued[1]
             db.session.commit()
     return counts
 
 
-def _warn(connector: ScimConnector, now: datetime) -> tuple[int, int]:
-    """Queue today's warning for each owner; (queued, already queued)."""
-    state = service.token_state(connector, now)
+def _warn(token: ScimToken, now: datetime) -> tuple[int, int]:
+    """Queue today's warning about `token` for each owner; (queued, already queued)."""
+    connector = token.connector
+    state = service.token_state(connector, token, now)
     expired = state.name == "expired"
     days_left = state.days_left or 0
     account_name = db.session.get(Account, connector.account_id).name
@@ -235,16 +272,17 @@ def _warn(connector: ScimConnector, now: datetime) -> tuple[int, int]:
         if outbox.enqueue(
             db.session,
             email,
-            _subject(days_left, expired),
+            _subject(token.name, days_left, expired),
             "scim_warning",
             # The user id, not the email: an address can be longer than the key column.
-            dedupe_key=f"scim-warning:{connector.id}:{user_id}:{now.date().isoformat()}",
+            dedupe_key=f"scim-warning:{connector.id}:{token.id}:{user_id}:{now.date().isoformat()}",
             now=now,
             account=account_name,
+            token_name=token.name,
             days_left=days_left,
             expired=expired,
-            expires=connector.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
-            reason=connector.refresh_failure_reason,
+            expires=token.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            reason=token.refresh_failure_reason,
             link=absolute_url("scim_settings.index"),
         ):
             queued += 1

@@ -12,7 +12,7 @@ from blueprints.common.extensions import db
 from blueprints.common.htmx import render_fragment, render_page_or_fragment, request_is_partial
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings import health
-from blueprints.scim_settings.forms import EnableForm
+from blueprints.scim_settings.forms import EnableForm, NewTokenForm
 from models import ScimRequestLog, utcnow
 
 bp = Blueprint("scim_settings", __name__, url_prefix="/enterprise/scim")
@@ -25,22 +25,36 @@ def _account_id() -> int:
 
 
 def _panel_context(connector=None, **extra) -> dict:
-    """What the connector panel (and the token panel in it) shows; never the request log
-    (a fragment gets its own context: asking for the passphrase runs no log query)."""
+    """What the connector panel (its tokens table, each token's panel and the connector's
+    actions) shows; never the request log (a fragment gets its own context: asking for
+    the passphrase runs no log query).
+
+    One token at most is "active" (`active_id`): the one whose panel shows `mode` (a
+    passphrase form, or its secret once); `actions_mode` is the connector actions' ('new'
+    or 'disable')."""
     account_id = _account_id()
     if connector is None:
         connector = service.get_connector(db.session, account_id)
     now = utcnow()
+    warning = service.warning_token(connector, now)
     return {
         "connector": connector,
         "missing": service.missing_prerequisites(db.session, account_id),
-        "state": service.token_state(connector, now) if connector else None,
-        "warning": service.shows_warning(connector, now),
+        "tokens": service.listed_tokens(connector) if connector else [],
+        "live": service.live_tokens(connector) if connector else [],
+        "state_of": lambda token: service.token_state(connector, token, now),
+        "warning": warning,
+        "warning_state": service.token_state(connector, warning, now) if warning else None,
         "base_url": service.base_url(connector) if connector else None,
         "form": EnableForm(formdata=None),
+        "new_form": NewTokenForm(formdata=None),
         "idps": service.IDPS,
         "token": None,
+        "active_id": None,
         "mode": None,
+        "actions_mode": None,
+        "notice": None,
+        "new_error": None,
         "error": None,
         "now": now,
     } | extra
@@ -102,7 +116,9 @@ def enable():
         return _panel(422, form=form, error=str(error))
     # The request log was rendered without a connector, so it doesn't poll yet: swap in
     # one that does (out of band), so the IdP's first requests show up as they come.
-    panel = _panel_context(issued.connector, token=issued.token, mode="issued")
+    panel = _panel_context(
+        issued.connector, token=issued.token, active_id=issued.scim_token.id, mode="issued"
+    )
     return make_response(
         render_template("scim_settings/_connector_panel.html", **panel)
         + render_template(
@@ -118,8 +134,17 @@ def _panel(status: int = 200, **extra):
     return render_fragment("scim_settings/_connector_panel.html", status, **_panel_context(**extra))
 
 
-def _token_panel(status: int = 200, **extra):
-    return render_fragment("scim_settings/_token_panel.html", status, **_panel_context(**extra))
+def _token_panel(scim_token, status: int = 200, **extra):
+    """One token's panel (its actions, a passphrase form, or its secret once)."""
+    context = _panel_context(scim_token.connector, active_id=scim_token.id, **extra)
+    context["t"] = scim_token
+    return render_fragment("scim_settings/_token_panel.html", status, **context)
+
+
+def _actions(status: int = 200, **extra):
+    """The connector's actions (New token, Disable SCIM), or the form of one of them."""
+    context = _panel_context(**extra)
+    return render_fragment("scim_settings/_connector_actions.html", status, **context)
 
 
 def _enabled_connector():
@@ -129,59 +154,126 @@ def _enabled_connector():
     return connector
 
 
-# --- The token's actions: each asks for the passphrase first (SPEC F1) ----------------------
-# GET swaps the passphrase form into #token-panel. Reveal posts to the token panel; refresh
-# and disable change the whole connector panel (badge, times, banner), so their form posts
-# to it, and a wrong passphrase comes back as that panel with the form in place.
+def _live_token(token_id: int):
+    """A live token of this account's connector, else 404 (another account's included)."""
+    token = service.get_token(_enabled_connector(), token_id)
+    if token is None:
+        abort(404)
+    return token
 
 
-@bp.route("/reveal", methods=["GET", "POST"])
+# --- A token's actions: each asks for the passphrase first (SPEC F1, F11) -------------------
+# GET swaps the passphrase form into that token's panel (#token-panel-<id>). Reveal posts
+# to the token panel; refresh and revoke change the whole connector panel (badge, times,
+# banner), so their form posts to it, and a wrong passphrase comes back as that panel with
+# the form in place.
+
+
+@bp.route("/tokens/<id:token_id>/reveal", methods=["GET", "POST"])
 @admin_required
-def reveal_token():
+def reveal_token(token_id: int):
     """Reveal token: the token shown once more, after the passphrase."""
-    connector = _enabled_connector()
+    token = _live_token(token_id)
     form = ConfirmPassphraseForm()
     if request.method == "GET":
-        return _token_panel(mode="reveal", passphrase_form=form)
+        return _token_panel(token, mode="reveal", passphrase_form=form)
     if not reauthenticated(form):
-        return _token_panel(422, connector=connector, mode="reveal", passphrase_form=form)
-    token = service.reveal(db.session, connector, current_user, utcnow())
-    return _token_panel(connector=connector, mode="revealed", token=token)
+        return _token_panel(token, 422, mode="reveal", passphrase_form=form)
+    secret = service.reveal(db.session, token.connector, token, current_user, utcnow())
+    return _token_panel(token, mode="revealed", token=secret)
 
 
-@bp.route("/refresh", methods=["GET", "POST"])
+@bp.route("/tokens/<id:token_id>/refresh", methods=["GET", "POST"])
 @admin_required
-def refresh_token():
-    """Refresh Token: a new token on the same URL, the old one kept for the grace period."""
-    connector = _enabled_connector()
+def refresh_token(token_id: int):
+    """Refresh Token: a new secret on the same URL, the old one kept for the grace period;
+    the connector's other tokens are untouched."""
+    token = _live_token(token_id)
     form = ConfirmPassphraseForm()
     if request.method == "GET":
-        return _token_panel(mode="refresh", passphrase_form=form)
+        return _token_panel(token, mode="refresh", passphrase_form=form)
+    connector = token.connector
     if not reauthenticated(form):
-        return _panel(422, connector=connector, mode="refresh", passphrase_form=form)
-    issued = service.refresh(db.session, connector, current_user, utcnow())
-    return _panel(connector=connector, mode="refreshed", token=issued.token)
+        return _panel(
+            422, connector=connector, active_id=token.id, mode="refresh", passphrase_form=form
+        )
+    issued = service.refresh(db.session, connector, token, current_user, utcnow())
+    return _panel(connector=connector, active_id=token.id, mode="refreshed", token=issued.token)
+
+
+@bp.route("/tokens/<id:token_id>/revoke", methods=["GET", "POST"])
+@admin_required
+def revoke_token(token_id: int):
+    """Revoke: the token is refused at once; the others keep working."""
+    token = _live_token(token_id)
+    form = ConfirmPassphraseForm()
+    if request.method == "GET":
+        return _token_panel(token, mode="revoke", passphrase_form=form)
+    connector = token.connector
+    if not reauthenticated(form):
+        return _panel(
+            422, connector=connector, active_id=token.id, mode="revoke", passphrase_form=form
+        )
+    service.revoke(db.session, connector, token, current_user, utcnow())
+    return _panel(connector=connector, notice=f"Token “{token.name}” revoked: it is refused now.")
+
+
+@bp.get("/tokens/<id:token_id>")
+@admin_required
+def token_panel(token_id: int):
+    """A token panel's buttons again (Cancel, Hide token)."""
+    return _token_panel(_live_token(token_id))
+
+
+# --- The connector's actions -----------------------------------------------------------------
+
+
+@bp.route("/tokens/new", methods=["GET", "POST"])
+@admin_required
+def new_token():
+    """New token: name, lifetime and passphrase; the panel comes back with the token shown
+    once in its row. Errors stay next to their fields."""
+    connector = _enabled_connector()
+    form = NewTokenForm()
+    if request.method == "GET":
+        return _actions(connector=connector, actions_mode="new", new_form=form)
+    refused = {"connector": connector, "actions_mode": "new", "new_form": form}
+    if not reauthenticated(form):
+        return _panel(422, **refused)
+    try:
+        issued = service.create_token(
+            db.session, connector, current_user, form.name.data, form.lifetime.data, utcnow()
+        )
+    except service.TokenError as error:
+        if error.field is None:
+            return _panel(422, new_error=str(error), **refused)
+        getattr(form, error.field).errors.append(str(error))
+        return _panel(422, **refused)
+    return _panel(
+        connector=connector, active_id=issued.scim_token.id, mode="created", token=issued.token
+    )
 
 
 @bp.route("/disable", methods=["GET", "POST"])
 @admin_required
 def disable():
-    """Disable SCIM: the IdP is refused; the connector URL is kept for a later enable."""
+    """Disable SCIM: the IdP is refused (every token revoked); the connector URL is kept
+    for a later enable."""
     connector = _enabled_connector()
     form = ConfirmPassphraseForm()
     if request.method == "GET":
-        return _token_panel(mode="disable", passphrase_form=form)
+        return _actions(connector=connector, actions_mode="disable", passphrase_form=form)
     if not reauthenticated(form):
-        return _panel(422, connector=connector, mode="disable", passphrase_form=form)
+        return _panel(422, connector=connector, actions_mode="disable", passphrase_form=form)
     service.disable(db.session, connector, current_user, utcnow())
     return _panel()
 
 
-@bp.get("/token")
+@bp.get("/actions")
 @admin_required
-def token_panel():
-    """The token panel's buttons again (Cancel)."""
-    return _token_panel(connector=_enabled_connector())
+def connector_actions():
+    """The connector actions' buttons again (Cancel)."""
+    return _actions(connector=_enabled_connector())
 
 
 @bp.get("/log")

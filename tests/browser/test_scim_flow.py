@@ -34,7 +34,7 @@ def sign_in(page: Page, user) -> None:
 
 def confirm(page: Page, button: str, passphrase: str) -> None:
     """The passphrase form that a token button swapped into the token panel."""
-    panel = page.locator("#token-panel")
+    panel = page.locator(".token-panel")  # the one token's (SCIM just enabled: "Default")
     field = panel.get_by_label("Passphrase")
     expect(field).to_be_focused()
     field.fill(passphrase)
@@ -65,7 +65,7 @@ def test_owner_enables_scim_reveals_and_refreshes_token_in_place(page, session, 
     expect(url).to_have_text(re.compile(r"^http://localhost/scim/v2/[\w-]{22}$"))
     first = page.locator("#scim-token").inner_text()
     assert TOKEN.fullmatch(first)
-    expect(page.locator("#token-state")).to_have_text("Valid")
+    expect(page.locator(".token-state")).to_have_text("Valid")
     expect(page.locator("#idp-steps")).to_contain_text("Configure Okta")
     expect(page.locator("#idp-steps code", has_text=url.inner_text())).to_be_visible()
     expect(page.locator("#request-log")).to_have_attribute("hx-trigger", "every 10s")

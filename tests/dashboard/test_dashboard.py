@@ -121,7 +121,7 @@ def test_dashboard_shows_no_scim_warning_unless_failing_near_expiry(
     _sso(session, account, enabled=True)
     connector = scim.enable(
         session, account.id, owner, "okta", "30", utcnow() - timedelta(days=30) + expires_in
-    ).connector
+    ).scim_token
     if expires_in > timedelta(days=20):
         connector.refresh_failure_reason = "Single sign-on is off."
         session.commit()

@@ -93,21 +93,24 @@ def test_expired_token_gets_401_saying_when_and_that_an_owner_must_refresh(
 ):
     issued = service.enable(session, ready.id, owner, "okta", "30", utcnow() - timedelta(days=31))
     connector = _connector(session, issued)
+    token = connector.tokens[0]
     before = (
-        connector.token_hash,
-        connector.expires_at,
+        token.token_hash,
+        token.expires_at,
         _count(session, AuditEvent),
         _count(session, OutboxEmail),
     )
 
     body = assert_401(Scim(client, issued)("GET", SPC))
 
-    assert f"expired on {connector.expires_at:%Y-%m-%d %H:%M} UTC" in body["detail"]
+    assert f"expired on {token.expires_at:%Y-%m-%d %H:%M} UTC" in body["detail"]
+    assert 'must refresh it (the token "Default")' in body["detail"]
     assert "owner must refresh" in body["detail"]
     connector = _connector(session, issued)
+    token = connector.tokens[0]
     after = (
-        connector.token_hash,
-        connector.expires_at,
+        token.token_hash,
+        token.expires_at,
         _count(session, AuditEvent),
         _count(session, OutboxEmail),
     )
@@ -116,7 +119,8 @@ def test_expired_token_gets_401_saying_when_and_that_an_owner_must_refresh(
 
 
 def test_previous_token_works_during_grace_period_after_refresh(scim, session, issued, owner):
-    new = service.refresh(session, _connector(session, issued), owner, utcnow())
+    connector = _connector(session, issued)
+    new = service.refresh(session, connector, connector.tokens[0], owner, utcnow())
 
     assert scim("GET", SPC).status_code == 200  # the previous token
     assert scim("GET", SPC, token=new.token).status_code == 200
@@ -124,9 +128,9 @@ def test_previous_token_works_during_grace_period_after_refresh(scim, session, i
 
 def test_previous_token_gets_401_after_grace_period(scim, session, issued, owner):
     hours = scim.client.application.config["SCIM_TOKEN_GRACE_HOURS"]
-    new = service.refresh(
-        session, _connector(session, issued), owner, utcnow() - timedelta(hours=hours + 1)
-    )
+    connector = _connector(session, issued)
+    at = utcnow() - timedelta(hours=hours + 1)
+    new = service.refresh(session, connector, connector.tokens[0], owner, at)
 
     assert_401(scim("GET", SPC))
     assert scim("GET", SPC, token=new.token).status_code == 200

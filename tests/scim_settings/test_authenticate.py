@@ -127,8 +127,8 @@ def test_authenticate_refuses_token_on_another_accounts_connector(session, issue
 
 
 def test_authenticate_refuses_previous_token_of_another_account(session, issued, other_issued):
-    owner_b = other_issued.connector.bound_user
-    service.refresh(session, other_issued.connector, owner_b, NOW)
+    owner_b = other_issued.scim_token.bound_user
+    service.refresh(session, other_issued.connector, other_issued.scim_token, owner_b, NOW)
 
     result = service.authenticate(
         session, issued.connector.public_id, f"Bearer {other_issued.token}", NOW
@@ -145,7 +145,7 @@ def test_authenticate_says_unknown_for_unknown_connector(session, issued, public
 
 
 def test_authenticate_says_expired_after_expiry_and_records_nothing(session, issued):
-    expiry = issued.connector.expires_at
+    expiry = issued.scim_token.expires_at
     assert (
         _check(session, issued, f"Bearer {issued.token}", expiry - timedelta(seconds=1)).reason
         is None
@@ -182,7 +182,7 @@ def test_authenticate_says_disabled_when_scim_is_off(session, issued, owner):
 
 
 def test_authenticate_accepts_previous_token_only_during_grace(session, issued, owner):
-    new = service.refresh(session, issued.connector, owner, NOW)
+    new = service.refresh(session, issued.connector, issued.scim_token, owner, NOW)
 
     assert (
         _check(session, issued, f"Bearer {issued.token}", NOW + timedelta(hours=23)).reason is None

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from blueprints.common.crypto import DecryptionError, decrypt
 from blueprints.scim_settings import connector as service
-from models import AuditEvent, Membership, OutboxEmail, ScimConnector, SsoConnection
+from models import AuditEvent, Membership, OutboxEmail, ScimConnector, ScimToken, SsoConnection
 from tests import factories
 
 NOW = datetime(2030, 1, 15, 9, 30, tzinfo=UTC)
@@ -51,7 +51,7 @@ def test_enable_stores_sha256_hash_and_ciphertext_but_never_the_token(session, r
     token = issued.token
     session.expire_all()
 
-    connector = service.get_connector(session, ready.id)
+    connector = service.get_connector(session, ready.id).tokens[0]
     assert TOKEN.fullmatch(token)
     assert connector.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert decrypt(connector.token_encrypted) == token
@@ -69,7 +69,7 @@ def test_enable_stores_sha256_hash_and_ciphertext_but_never_the_token(session, r
 
 def test_token_ciphertext_does_not_decrypt_without_the_key(app, session, ready, owner):
     _enable(session, ready, owner)
-    ciphertext = service.get_connector(session, ready.id).token_encrypted
+    ciphertext = service.get_connector(session, ready.id).tokens[0].token_encrypted
 
     app.config["SECRET_KEY"] = "another-secret-key"
     with pytest.raises(DecryptionError):
@@ -83,7 +83,8 @@ def test_token_ciphertext_does_not_decrypt_without_the_key(app, session, ready, 
 def test_enable_sets_expiry_from_chosen_lifetime(session, ready, owner, lifetime, days):
     issued = _enable(session, ready, owner, lifetime=lifetime)
 
-    connector = issued.connector
+    connector = issued.scim_token
+    assert connector.name == "Default"
     assert (connector.issued_at, connector.refreshed_at) == (NOW, NOW)
     assert connector.lifetime_days == days
     assert connector.expires_at == (NOW + timedelta(days=days) if days else None)
@@ -106,10 +107,11 @@ def test_enable_records_audit_event_and_binds_to_owner(session, ready, owner):
 
     connector = issued.connector
     assert (connector.enabled, connector.idp) == (True, "entra")
-    assert connector.bound_user_id == connector.refreshed_by_user_id == owner.id
+    token = issued.scim_token
+    assert token.bound_user_id == token.refreshed_by_user_id == token.created_by_user_id == owner.id
     [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "scim.enabled"))
     assert (event.account_id, event.actor_user_id) == (ready.id, owner.id)
-    assert event.detail == {"idp": "entra", "lifetime_days": 90}
+    assert event.detail == {"idp": "entra", "lifetime_days": 90, "token": "Default"}
 
 
 @pytest.mark.parametrize(
@@ -153,7 +155,7 @@ def test_enable_refuses_second_time_and_keeps_token(session, ready, owner):
 
     session.expire_all()
     assert _reason(session, first.connector, first.token, NOW) is None
-    assert first.connector.lifetime_days == 90
+    assert first.scim_token.lifetime_days == 90
 
 
 def test_enable_after_disable_keeps_url_and_issues_new_token(session, ready, owner):
@@ -168,9 +170,9 @@ def test_enable_after_disable_keeps_url_and_issues_new_token(session, ready, own
     assert again.connector.id == first.connector.id
     assert service.base_url(again.connector) == url
     assert again.token != first.token
-    assert again.connector.expires_at == NOW + timedelta(days=32)
+    assert again.scim_token.expires_at == NOW + timedelta(days=32)
     later = NOW + timedelta(days=2, hours=1)
-    assert _reason(session, again.connector, first.token, later) == "unknown"
+    assert _reason(session, again.connector, first.token, later) == "revoked"
     # The IdP has to be given the new token: step 4 waits for a request carrying it.
     assert again.connector.first_request_at is None
     assert _reason(session, again.connector, again.token, later) is None
@@ -191,8 +193,8 @@ def test_base_url_is_base_and_connector_id(app, session, ready, owner):
 def test_reveal_returns_token_and_audits_each_time(session, ready, owner):
     issued = _enable(session, ready, owner)
 
-    assert service.reveal(session, issued.connector, owner, NOW) == issued.token
-    assert service.reveal(session, issued.connector, owner, NOW) == issued.token
+    assert service.reveal(session, issued.connector, issued.scim_token, owner, NOW) == issued.token
+    assert service.reveal(session, issued.connector, issued.scim_token, owner, NOW) == issued.token
 
     events = session.scalars(select(AuditEvent).where(AuditEvent.action == "scim.token_revealed"))
     assert [(e.account_id, e.actor_user_id) for e in events] == [(ready.id, owner.id)] * 2
@@ -203,7 +205,8 @@ def test_reveal_refuses_when_disabled(session, ready, owner):
     service.disable(session, issued.connector, owner, NOW)
 
     with pytest.raises(service.ConnectorError):
-        service.reveal(session, issued.connector, owner, NOW)
+        service.reveal(session, issued.connector, issued.scim_token, owner, NOW)
+    assert issued.scim_token.token_encrypted is None  # a revoked secret is not kept
 
 
 def test_security_notice_goes_to_every_active_owner_and_co_owner(session, ready, owner):
@@ -215,13 +218,13 @@ def test_security_notice_goes_to_every_active_owner_and_co_owner(session, ready,
     issued = _enable(session, ready, owner)
     before = len(_emails(session))
 
-    service.reveal(session, issued.connector, co_owner, NOW)
+    service.reveal(session, issued.connector, issued.scim_token, co_owner, NOW)
 
     notices = _emails(session)[before:]
     assert sorted(e.to_addr for e in notices) == ["co@example.com", "owner@example.com"]
     for email in notices:
         assert email.subject == "Your SCIM token was revealed"
-        assert "the SCIM connector token was revealed" in email.body_text
+        assert 'the SCIM connector token "Default" was revealed' in email.body_text
         assert "By:   co@example.com" in email.body_text
         assert "http://localhost/enterprise/scim" in email.body_text
         assert 'href="http://localhost/enterprise/scim"' in email.body_html
@@ -236,13 +239,13 @@ def test_refresh_issues_new_token_on_same_url_and_honours_old_for_grace(session,
     url = service.base_url(first.connector)
     at = NOW + timedelta(days=10)
 
-    second = service.refresh(session, first.connector, owner, at)
+    second = service.refresh(session, first.connector, first.scim_token, owner, at)
 
     assert second.token != first.token and TOKEN.fullmatch(second.token)
     assert service.base_url(second.connector) == url
-    assert second.connector.refreshed_at == second.connector.issued_at == at
-    assert second.connector.expires_at == at + timedelta(days=90)
-    assert second.connector.previous_valid_until == at + timedelta(hours=24)
+    assert second.scim_token.refreshed_at == second.scim_token.issued_at == at
+    assert second.scim_token.expires_at == at + timedelta(days=90)
+    assert second.scim_token.previous_valid_until == at + timedelta(hours=24)
     for offset, expected in [
         (timedelta(0), None),
         (timedelta(hours=23, minutes=59), None),
@@ -257,7 +260,7 @@ def test_refresh_grace_period_follows_configuration(app, session, ready, owner):
     app.config["SCIM_TOKEN_GRACE_HOURS"] = 2
     first = _enable(session, ready, owner)
 
-    service.refresh(session, first.connector, owner, NOW)
+    service.refresh(session, first.connector, first.scim_token, owner, NOW)
 
     assert _reason(session, first.connector, first.token, NOW + timedelta(hours=1)) is None
     assert _reason(session, first.connector, first.token, NOW + timedelta(hours=3)) == "unknown"
@@ -265,8 +268,10 @@ def test_refresh_grace_period_follows_configuration(app, session, ready, owner):
 
 def test_second_refresh_ends_grace_of_first_token(session, ready, owner):
     first = _enable(session, ready, owner)
-    second = service.refresh(session, first.connector, owner, NOW)
-    third = service.refresh(session, first.connector, owner, NOW + timedelta(hours=1))
+    second = service.refresh(session, first.connector, first.scim_token, owner, NOW)
+    third = service.refresh(
+        session, first.connector, first.scim_token, owner, NOW + timedelta(hours=1)
+    )
 
     later = NOW + timedelta(hours=2)
     assert _reason(session, first.connector, first.token, later) == "unknown"
@@ -279,9 +284,9 @@ def test_refresh_does_not_revive_expired_token(session, ready, owner):
     at = NOW + timedelta(days=31)
     assert _reason(session, first.connector, first.token, at) == "expired"
 
-    second = service.refresh(session, first.connector, owner, at)
+    second = service.refresh(session, first.connector, first.scim_token, owner, at)
 
-    assert second.connector.previous_valid_until is None
+    assert second.scim_token.previous_valid_until is None
     assert _reason(session, first.connector, first.token, at) == "unknown"
     assert _reason(session, first.connector, second.token, at) is None
 
@@ -290,21 +295,22 @@ def test_refresh_grace_ends_at_old_expiry_when_that_comes_first(session, ready, 
     first = _enable(session, ready, owner, lifetime="30")
     at = NOW + timedelta(days=30) - timedelta(hours=2)
 
-    service.refresh(session, first.connector, owner, at)
+    service.refresh(session, first.connector, first.scim_token, owner, at)
 
-    assert first.connector.previous_valid_until == NOW + timedelta(days=30)
+    assert first.scim_token.previous_valid_until == NOW + timedelta(days=30)
     assert _reason(session, first.connector, first.token, at + timedelta(hours=1)) is None
     assert _reason(session, first.connector, first.token, at + timedelta(hours=3)) == "unknown"
 
 
 def test_refresh_binds_connector_to_refreshing_owner_and_clears_failure(session, ready, owner):
     co_owner = factories.make_user(session, ready, "co@example.com", role="co-owner")
-    connector = _enable(session, ready, owner).connector
+    issued = _enable(session, ready, owner)
+    connector = issued.scim_token
     connector.refresh_failure_reason = "Single sign-on is off."
     connector.refresh_failed_at = NOW
     session.commit()
 
-    service.refresh(session, connector, co_owner, NOW + timedelta(days=1))
+    service.refresh(session, issued.connector, connector, co_owner, NOW + timedelta(days=1))
 
     session.expire_all()
     assert connector.bound_user_id == connector.refreshed_by_user_id == co_owner.id
@@ -317,11 +323,11 @@ def test_refresh_binds_connector_to_refreshing_owner_and_clears_failure(session,
 
 
 def test_refresh_refuses_when_disabled(session, ready, owner):
-    connector = _enable(session, ready, owner).connector
-    service.disable(session, connector, owner, NOW)
+    issued = _enable(session, ready, owner)
+    service.disable(session, issued.connector, owner, NOW)
 
     with pytest.raises(service.ConnectorError):
-        service.refresh(session, connector, owner, NOW)
+        service.refresh(session, issued.connector, issued.scim_token, owner, NOW)
 
 
 # --- disable --------------------------------------------------------------------------------
@@ -331,7 +337,7 @@ def test_disable_refuses_tokens_and_leaves_members(session, ready, owner):
     for n in range(3):
         factories.make_user(session, ready, f"scim{n}@example.com", source="scim")
     first = _enable(session, ready, owner)
-    second = service.refresh(session, first.connector, owner, NOW)
+    second = service.refresh(session, first.connector, first.scim_token, owner, NOW)
     members = [
         (m.user_id, m.role, m.source, m.active, m.licensed)
         for m in session.scalars(select(Membership).order_by(Membership.id))
@@ -342,7 +348,10 @@ def test_disable_refuses_tokens_and_leaves_members(session, ready, owner):
     session.expire_all()
     connector = service.get_connector(session, ready.id)
     assert (connector.enabled, connector.disabled_at) == (False, NOW + timedelta(minutes=5))
-    assert connector.token_hash is connector.token_encrypted is None
+    # Every token revoked, its secret forgotten (the hash stays: "revoked", not "unknown").
+    assert [(t.revoked_at, t.token_encrypted) for t in connector.tokens] == [
+        (NOW + timedelta(minutes=5), None)
+    ]
     later = NOW + timedelta(minutes=6)
     assert _reason(session, connector, first.token, later) == "disabled"
     assert _reason(session, connector, second.token, later) == "disabled"
@@ -372,14 +381,20 @@ def test_disable_refuses_tokens_and_leaves_members(session, ready, owner):
     ],
 )
 def test_token_state_follows_expiry(app, expires_in, name, label, days_left):
-    connector = ScimConnector(
-        enabled=True, expires_at=NOW + expires_in if expires_in is not None else None
+    connector = ScimConnector(enabled=True)
+    token = ScimToken(expires_at=NOW + expires_in if expires_in is not None else None)
+
+    state = service.token_state(connector, token, NOW)
+
+    assert state == service.TokenState(name, label, days_left)
+
+
+def test_token_state_is_disabled_when_scim_is_off_and_revoked_once_revoked(app):
+    token = ScimToken(expires_at=NOW + timedelta(days=1))
+    assert service.token_state(ScimConnector(enabled=False), token, NOW).name == "disabled"
+
+    token.revoked_at = NOW - timedelta(hours=1)
+
+    assert service.token_state(ScimConnector(enabled=True), token, NOW) == service.TokenState(
+        "revoked", "Revoked", None
     )
-
-    assert service.token_state(connector, NOW) == service.TokenState(name, label, days_left)
-
-
-def test_token_state_is_disabled_when_scim_is_off(app):
-    connector = ScimConnector(enabled=False, expires_at=NOW + timedelta(days=1))
-
-    assert service.token_state(connector, NOW).name == "disabled"

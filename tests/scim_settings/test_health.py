@@ -25,6 +25,7 @@ from models import (
     ScimConnector,
     ScimProblem,
     ScimRequestLog,
+    ScimToken,
     utcnow,
 )
 from tests import factories
@@ -348,7 +349,7 @@ def test_owner_of_another_account_cannot_see_or_resolve(
     _conflict(idp, times=1)
     problem_id = session.scalar(select(ScimProblem.id))
     entry_id = _log_ids(session, 409)[-1]
-    other_owner = session.get(ScimConnector, other_issued.connector.id).bound_user
+    other_owner = session.get(ScimToken, other_issued.scim_token.id).bound_user
     login_as(other_owner)
 
     page = _text(client.get(PAGE))

@@ -18,7 +18,7 @@ from models import (
     JobLease,
     Membership,
     OutboxEmail,
-    ScimConnector,
+    ScimToken,
     SsoConnection,
 )
 from tests import factories
@@ -29,13 +29,14 @@ NOT_DUE = {"due": 0, "refreshed": 0, "failed": 0, "expired": 0}
 
 
 def _enable(session, account, owner, lifetime: str = "365", at: datetime = T0):
+    """SCIM enabled: its "Default" token (the row the sweeps walk) and its secret."""
     issued = service.enable(session, account.id, owner, "okta", lifetime, at)
-    return issued.connector, issued.token
+    return issued.scim_token, issued.token
 
 
-def _reload(session, connector: ScimConnector) -> ScimConnector:
+def _reload(session, token_row: ScimToken) -> ScimToken:
     session.expire_all()
-    return session.get(ScimConnector, connector.id)
+    return session.get(ScimToken, token_row.id)
 
 
 def _events(session, action: str) -> list[AuditEvent]:
@@ -47,19 +48,19 @@ def _events(session, action: str) -> list[AuditEvent]:
     )
 
 
-def _accepts(session, connector: ScimConnector, token: str, at: datetime) -> bool:
-    result = service.authenticate(session, connector.public_id, f"Bearer {token}", at)
+def _accepts(session, token_row: ScimToken, token: str, at: datetime) -> bool:
+    result = service.authenticate(session, token_row.connector.public_id, f"Bearer {token}", at)
     return result.reason is None
 
 
-def _snapshot(connector: ScimConnector) -> tuple:
+def _snapshot(token_row: ScimToken) -> tuple:
     return (
-        connector.token_hash,
-        connector.token_encrypted,
-        connector.expires_at,
-        connector.refreshed_at,
-        connector.refresh_failure_reason,
-        connector.refresh_failed_at,
+        token_row.token_hash,
+        token_row.token_encrypted,
+        token_row.expires_at,
+        token_row.refreshed_at,
+        token_row.refresh_failure_reason,
+        token_row.refresh_failed_at,
     )
 
 
@@ -89,39 +90,44 @@ def _lose_domains(session, account) -> None:
 
 
 def test_refresh_leaves_token_alone_when_last_refresh_is_89_days_old(session, ready, owner):
-    connector, _ = _enable(session, ready, owner)
-    before = _snapshot(connector)
+    token_row, _ = _enable(session, ready, owner)
+    before = _snapshot(token_row)
 
     assert refresh_tokens(T0 + 89 * DAY) == NOT_DUE
 
-    assert _snapshot(_reload(session, connector)) == before
+    assert _snapshot(_reload(session, token_row)) == before
     assert _events(session, "scim.token_auto_refreshed") == []
 
 
 def test_refresh_extends_expiry_and_keeps_secret_when_last_refresh_is_90_days_old(
     session, ready, owner
 ):
-    connector, token = _enable(session, ready, owner)
-    hashed, encrypted = connector.token_hash, connector.token_encrypted
+    token_row, token = _enable(session, ready, owner)
+    hashed, encrypted = token_row.token_hash, token_row.token_encrypted
     now = T0 + 90 * DAY
 
     counts = refresh_tokens(now)
 
     assert counts == {"due": 1, "refreshed": 1, "failed": 0, "expired": 0}
-    connector = _reload(session, connector)
-    assert (connector.expires_at, connector.refreshed_at) == (now + 365 * DAY, now)
-    assert (connector.token_hash, connector.token_encrypted) == (hashed, encrypted)
-    assert connector.issued_at == T0  # the secret is the one issued at T0
-    assert connector.refresh_failure_reason is None
+    token_row = _reload(session, token_row)
+    assert (token_row.expires_at, token_row.refreshed_at) == (now + 365 * DAY, now)
+    assert (token_row.token_hash, token_row.token_encrypted) == (hashed, encrypted)
+    assert token_row.issued_at == T0  # the secret is the one issued at T0
+    assert token_row.refresh_failure_reason is None
     # The IdP's token keeps working past the old expiry (T0 + 365 days).
-    assert _accepts(session, connector, token, T0 + 400 * DAY)
-    assert service.reveal(session, connector, owner, now) == token
+    assert _accepts(session, token_row, token, T0 + 400 * DAY)
+    assert service.reveal(session, token_row.connector, token_row, owner, now) == token
     [event] = _events(session, "scim.token_auto_refreshed")
     assert (event.account_id, event.actor_user_id) == (ready.id, None)
-    assert event.detail == {"expires_at": (now + 365 * DAY).isoformat()}
+    assert event.detail == {
+        "token": "Default",
+        "token_id": token_row.id,
+        "expires_at": (now + 365 * DAY).isoformat(),
+    }
+    assert event.target == "SCIM token Default"
     # Nobody clicked anything: the page must not credit the owner with this refresh, but
-    # the connector stays bound to their authority.
-    assert (connector.refreshed_by_user_id, connector.bound_user_id) == (None, owner.id)
+    # the token stays bound to their authority.
+    assert (token_row.refreshed_by_user_id, token_row.bound_user_id) == (None, owner.id)
     # A refresh that changes no secret and fixes no failure emails nobody.
     assert not session.scalars(
         select(OutboxEmail).where(OutboxEmail.subject.contains("refreshed automatically"))
@@ -129,29 +135,29 @@ def test_refresh_extends_expiry_and_keeps_secret_when_last_refresh_is_90_days_ol
 
 
 def test_refresh_is_not_due_again_the_day_after(session, ready, owner):
-    connector, _ = _enable(session, ready, owner)
+    token_row, _ = _enable(session, ready, owner)
     refresh_tokens(T0 + 90 * DAY)
 
     assert refresh_tokens(T0 + 91 * DAY) == NOT_DUE
     assert refresh_tokens(T0 + 179 * DAY) == NOT_DUE
     assert refresh_tokens(T0 + 180 * DAY)["refreshed"] == 1
-    assert _reload(session, connector).expires_at == T0 + 180 * DAY + 365 * DAY
+    assert _reload(session, token_row).expires_at == T0 + 180 * DAY + 365 * DAY
 
 
 def test_refresh_renews_30_day_token_when_expiry_is_20_days_away(session, ready, owner):
     """With a 30-day lifetime the warning window comes before the 90-day mark."""
-    connector, token = _enable(session, ready, owner, lifetime="30")
+    token_row, token = _enable(session, ready, owner, lifetime="30")
 
     assert refresh_tokens(T0 + 9 * DAY) == NOT_DUE  # 21 days left
 
     counts = refresh_tokens(T0 + 10 * DAY)  # 20 days left
     assert counts["refreshed"] == 1
-    connector = _reload(session, connector)
-    assert connector.expires_at == T0 + 40 * DAY
+    token_row = _reload(session, token_row)
+    assert token_row.expires_at == T0 + 40 * DAY
     assert refresh_tokens(T0 + 19 * DAY) == NOT_DUE
     assert refresh_tokens(T0 + 20 * DAY)["refreshed"] == 1
-    assert _reload(session, connector).expires_at == T0 + 50 * DAY
-    assert _accepts(session, connector, token, T0 + 49 * DAY)
+    assert _reload(session, token_row).expires_at == T0 + 50 * DAY
+    assert _accepts(session, token_row, token, T0 + 49 * DAY)
 
 
 def test_refresh_counts_a_refresh_that_is_due_for_both_reasons_once(session, ready, owner):
@@ -168,12 +174,12 @@ def test_refresh_counts_a_refresh_that_is_due_for_both_reasons_once(session, rea
     [
         pytest.param(
             lambda s, a, o: _set_role(s, a, o, role="member"),
-            "The owner this connector is bound to is no longer an active owner or co-owner.",
+            "The owner this token is bound to is no longer an active owner or co-owner.",
             id="owner-demoted",
         ),
         pytest.param(
             lambda s, a, o: _set_role(s, a, o, active=False),
-            "The owner this connector is bound to is no longer an active owner or co-owner.",
+            "The owner this token is bound to is no longer an active owner or co-owner.",
             id="owner-deactivated",
         ),
         pytest.param(
@@ -187,57 +193,63 @@ def test_refresh_fails_with_stored_reason_and_is_retried_daily(
 ):
     # Another owner does not help: the refresh relies on the bound owner's authority.
     factories.make_user(session, account=ready, email="co@example.com", role="co-owner")
-    connector, token = _enable(session, ready, owner)
-    hashed, expires = connector.token_hash, connector.expires_at
+    token_row, token = _enable(session, ready, owner)
+    hashed, expires = token_row.token_hash, token_row.expires_at
     break_it(session, ready, owner)
     now = T0 + 90 * DAY
 
     counts = refresh_tokens(now)
 
     assert counts == {"due": 1, "refreshed": 0, "failed": 1, "expired": 0}
-    connector = _reload(session, connector)
-    assert (connector.refresh_failure_reason, connector.refresh_failed_at) == (reason, now)
-    assert (connector.token_hash, connector.expires_at, connector.refreshed_at) == (
+    token_row = _reload(session, token_row)
+    assert (token_row.refresh_failure_reason, token_row.refresh_failed_at) == (reason, now)
+    assert (token_row.token_hash, token_row.expires_at, token_row.refreshed_at) == (
         hashed,
         expires,
         T0,
     )
-    assert _accepts(session, connector, token, now)  # still valid until it expires
+    assert _accepts(session, token_row, token, now)  # still valid until it expires
     [event] = _events(session, "scim.token_auto_refresh_failed")
-    assert (event.account_id, event.detail) == (ready.id, {"reason": reason})
+    assert (event.account_id, event.detail["reason"], event.detail["token"]) == (
+        ready.id,
+        reason,
+        "Default",
+    )
 
     # Retried the next day, and the day after.
     assert refresh_tokens(now + DAY)["failed"] == 1
     assert refresh_tokens(now + 2 * DAY)["failed"] == 1
-    connector = _reload(session, connector)
-    assert connector.refresh_failed_at == now + 2 * DAY
+    token_row = _reload(session, token_row)
+    assert token_row.refresh_failed_at == now + 2 * DAY
     assert len(_events(session, "scim.token_auto_refresh_failed")) == 3
 
 
 def test_refresh_recovers_after_manual_refresh_by_another_owner(session, ready, owner):
     co_owner = factories.make_user(session, account=ready, email="co@example.com", role="co-owner")
-    connector, _ = _enable(session, ready, owner)
+    token_row, _ = _enable(session, ready, owner)
     _set_role(session, ready, owner, role="member")
     refresh_tokens(T0 + 90 * DAY)
-    assert _reload(session, connector).refresh_failure_reason is not None
+    assert _reload(session, token_row).refresh_failure_reason is not None
 
-    issued = service.refresh(session, _reload(session, connector), co_owner, T0 + 91 * DAY)
+    issued = service.refresh(
+        session, token_row.connector, _reload(session, token_row), co_owner, T0 + 91 * DAY
+    )
 
-    connector = _reload(session, connector)
-    assert connector.bound_user_id == co_owner.id
-    assert (connector.refresh_failure_reason, connector.refresh_failed_at) == (None, None)
+    token_row = _reload(session, token_row)
+    assert token_row.bound_user_id == co_owner.id
+    assert (token_row.refresh_failure_reason, token_row.refresh_failed_at) == (None, None)
     assert refresh_tokens(T0 + 92 * DAY) == NOT_DUE
     # 90 days after the manual refresh the job refreshes again, on the co-owner's authority.
     assert refresh_tokens(T0 + 181 * DAY)["refreshed"] == 1
-    connector = _reload(session, connector)
-    assert connector.expires_at == T0 + 181 * DAY + 365 * DAY
-    assert _accepts(session, connector, issued.token, T0 + 500 * DAY)
+    token_row = _reload(session, token_row)
+    assert token_row.expires_at == T0 + 181 * DAY + 365 * DAY
+    assert _accepts(session, token_row, issued.token, T0 + 500 * DAY)
 
 
 def test_refresh_recovers_by_itself_and_tells_owners_once_problem_is_fixed(session, ready, owner):
     co_owner = factories.make_user(session, account=ready, email="co@example.com", role="co-owner")
     factories.make_user(session, account=ready, email="member@example.com")
-    connector, token = _enable(session, ready, owner, lifetime="30")
+    token_row, token = _enable(session, ready, owner, lifetime="30")
     _sso(session, ready, False)
     assert refresh_tokens(T0 + 10 * DAY)["failed"] == 1
     _sso(session, ready, True)
@@ -245,106 +257,113 @@ def test_refresh_recovers_by_itself_and_tells_owners_once_problem_is_fixed(sessi
     counts = refresh_tokens(T0 + 11 * DAY)
 
     assert counts["refreshed"] == 1
-    connector = _reload(session, connector)
-    assert connector.refresh_failure_reason is None
-    assert connector.expires_at == T0 + 41 * DAY
-    assert _accepts(session, connector, token, T0 + 40 * DAY)
+    token_row = _reload(session, token_row)
+    assert token_row.refresh_failure_reason is None
+    assert token_row.expires_at == T0 + 41 * DAY
+    assert _accepts(session, token_row, token, T0 + 40 * DAY)
     notices = session.scalars(
         select(OutboxEmail).where(OutboxEmail.dedupe_key.startswith("scim-auto-refreshed:"))
     ).all()
     assert sorted(e.to_addr for e in notices) == sorted([owner.email, co_owner.email])
-    assert notices[0].subject == "Your SCIM token was refreshed automatically"
+    assert notices[0].subject == 'Your SCIM token "Default" was refreshed automatically'
     assert "did not change" in notices[0].body_text
     assert "http://localhost/enterprise/scim" in notices[0].body_text
 
 
 def test_refresh_never_touches_connector_without_expiry(session, ready, owner):
-    connector, _ = _enable(session, ready, owner, lifetime="never")
+    token_row, _ = _enable(session, ready, owner, lifetime="never")
     _sso(session, ready, False)  # would fail if it were attempted
-    before = _snapshot(connector)
+    before = _snapshot(token_row)
 
     for days in (90, 365, 3650):
         assert refresh_tokens(T0 + days * DAY) == NOT_DUE
 
-    assert _snapshot(_reload(session, connector)) == before
+    assert _snapshot(_reload(session, token_row)) == before
     assert before[2] is None
 
 
 def test_refresh_never_touches_disabled_connector(session, ready, owner):
-    connector, _ = _enable(session, ready, owner, lifetime="30")
-    service.disable(session, connector, owner, T0 + DAY)
-    before = _snapshot(_reload(session, connector))
+    token_row, _ = _enable(session, ready, owner, lifetime="30")
+    service.disable(session, token_row.connector, owner, T0 + DAY)
+    before = _snapshot(_reload(session, token_row))
 
     for days in (10, 29, 31, 90):
         assert refresh_tokens(T0 + days * DAY) == NOT_DUE
 
-    connector = _reload(session, connector)
-    assert _snapshot(connector) == before
-    assert not connector.enabled
+    token_row = _reload(session, token_row)
+    assert _snapshot(token_row) == before
+    assert not token_row.connector.enabled
 
 
 def test_refresh_does_not_revive_an_expired_token(session, ready, owner):
     """E.g. the scheduler was down for weeks: the IdP has been getting 401s, so the same
     secret must not quietly come back; the owners are told to refresh it by hand."""
-    connector, token = _enable(session, ready, owner, lifetime="30")
+    token_row, token = _enable(session, ready, owner, lifetime="30")
     expired_at = T0 + 30 * DAY
 
     counts = refresh_tokens(expired_at + timedelta(hours=1))
 
     assert counts == {"due": 1, "refreshed": 0, "failed": 0, "expired": 1}
-    connector = _reload(session, connector)
-    assert connector.expires_at == expired_at
-    assert connector.refresh_failure_reason == EXPIRED_REASON
+    token_row = _reload(session, token_row)
+    assert token_row.expires_at == expired_at
+    assert token_row.refresh_failure_reason == EXPIRED_REASON
     later = expired_at + 2 * DAY
     assert refresh_tokens(later)["expired"] == 1
-    assert connector.refresh_failed_at == expired_at + timedelta(hours=1)  # recorded once
+    assert token_row.refresh_failed_at == expired_at + timedelta(hours=1)  # recorded once
     assert len(_events(session, "scim.token_auto_refresh_failed")) == 1
-    assert service.authenticate(session, connector.public_id, f"Bearer {token}", later).reason == (
-        "expired"
-    )
+    assert service.authenticate(
+        session, token_row.connector.public_id, f"Bearer {token}", later
+    ).reason == ("expired")
 
     # A manual refresh is what brings SCIM back.
-    issued = service.refresh(session, _reload(session, connector), owner, later)
-    connector = _reload(session, connector)
-    assert connector.refresh_failure_reason is None
-    assert _accepts(session, connector, issued.token, later)
+    issued = service.refresh(
+        session, token_row.connector, _reload(session, token_row), owner, later
+    )
+    token_row = _reload(session, token_row)
+    assert token_row.refresh_failure_reason is None
+    assert _accepts(session, token_row, issued.token, later)
     assert refresh_tokens(later + DAY) == NOT_DUE
 
 
 def test_refresh_replaces_failure_reason_once_token_has_expired(session, ready, owner):
-    connector, _ = _enable(session, ready, owner, lifetime="30")
+    token_row, _ = _enable(session, ready, owner, lifetime="30")
     _sso(session, ready, False)
     for day in range(10, 30):
         refresh_tokens(T0 + day * DAY)
-    assert _reload(session, connector).refresh_failure_reason == "Single sign-on is off."
+    assert _reload(session, token_row).refresh_failure_reason == "Single sign-on is off."
 
     refresh_tokens(T0 + 30 * DAY)
 
-    assert _reload(session, connector).refresh_failure_reason == EXPIRED_REASON
+    assert _reload(session, token_row).refresh_failure_reason == EXPIRED_REASON
     event = _events(session, "scim.token_auto_refresh_failed")[-1]
-    assert event.detail == {"reason": EXPIRED_REASON, "previous_reason": "Single sign-on is off."}
+    assert event.detail == {
+        "token": "Default",
+        "token_id": token_row.id,
+        "reason": EXPIRED_REASON,
+        "previous_reason": "Single sign-on is off.",
+    }
 
 
 @pytest.mark.parametrize("sso_on", [True, False], ids=["would-refresh", "would-fail"])
 def test_refresh_leaves_a_connector_an_owner_changed_meanwhile_alone(session, ready, owner, sso_on):
-    """The job read the connector, then an owner refreshed it by hand before the job
+    """The job read the token, then an owner refreshed it by hand before the job
     wrote: the job neither overwrites the new token's expiry nor records a failure."""
-    connector, _ = _enable(session, ready, owner)
+    token_row, _ = _enable(session, ready, owner)
     _sso(session, ready, sso_on)
-    stale = _reload(session, connector)  # what the job read
+    stale = _reload(session, token_row)  # what the job read
     with db.engine.begin() as conn:  # the owner's refresh, in another connection
         conn.execute(
-            update(ScimConnector.__table__)
-            .where(ScimConnector.__table__.c.id == connector.id)
+            update(ScimToken.__table__)
+            .where(ScimToken.__table__.c.id == token_row.id)
             .values(token_hash="0" * 64, expires_at=T0 + 400 * DAY, refreshed_at=T0 + 35 * DAY)
         )
 
     assert jobs._refresh_one(stale, T0 + 90 * DAY) is False
 
     session.commit()
-    connector = _reload(session, connector)
-    assert (connector.expires_at, connector.refreshed_at) == (T0 + 400 * DAY, T0 + 35 * DAY)
-    assert connector.refresh_failure_reason is None
+    token_row = _reload(session, token_row)
+    assert (token_row.expires_at, token_row.refreshed_at) == (T0 + 400 * DAY, T0 + 35 * DAY)
+    assert token_row.refresh_failure_reason is None
     assert _events(session, "scim.token_auto_refreshed") == []
     assert _events(session, "scim.token_auto_refresh_failed") == []
 
@@ -373,13 +392,13 @@ def test_refresh_walks_many_connectors_in_batches(session, monkeypatch):
 
 
 def test_refresh_runs_through_run_job_under_its_lease(app, session, ready, owner):
-    connector, _ = _enable(session, ready, owner)
+    token_row, _ = _enable(session, ready, owner)
     session.commit()  # the test is the caller: the job runs in a session of its own
 
     result = app_module.run_job(app, "refresh-scim-tokens", T0 + 90 * DAY)
 
     assert result == {"due": 1, "refreshed": 1, "failed": 0, "expired": 0}
-    assert _reload(session, connector).refreshed_at == T0 + 90 * DAY
+    assert _reload(session, token_row).refreshed_at == T0 + 90 * DAY
     job = session.get(JobLease, "refresh-scim-tokens")
     assert (job.runs, job.holder, job.last_error) == (1, None, None)
 

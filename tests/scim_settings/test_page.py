@@ -19,6 +19,7 @@ from models import (
     OutboxEmail,
     ScimConnector,
     ScimRequestLog,
+    ScimToken,
     SsoConnection,
     utcnow,
 )
@@ -94,8 +95,32 @@ def _enable(client, idp="okta", lifetime="90"):
     return client.post(f"{PAGE}/enable", data={"idp": idp, "lifetime": lifetime}, headers=HTMX)
 
 
+def _default(session) -> ScimToken | None:
+    """The connector's first live token: "Default", the one Enable SCIM created."""
+    session.expire_all()
+    return session.scalar(
+        select(ScimToken).where(ScimToken.revoked_at.is_(None)).order_by(ScimToken.id)
+    )
+
+
+def _path(action: str) -> str:
+    """The URL of a page action: the connector's (enable, disable, log…) or, for reveal,
+    refresh, revoke and token (its panel), the "Default" token's (SPEC F11: per token)."""
+    if action not in ("reveal", "refresh", "revoke", "token"):
+        return f"{PAGE}/{action}" if action else PAGE
+    from blueprints.common.extensions import db
+
+    token = _default(db.session)
+    base = f"{PAGE}/tokens/{token.id if token else 999999}"
+    return base if action == "token" else f"{base}/{action}"
+
+
+def _panel_id(session) -> str:
+    return f"token-panel-{_default(session).id}"
+
+
 def _passphrase(client, action: str, passphrase: str = factories.PASSPHRASE):
-    return client.post(f"{PAGE}/{action}", data={"passphrase": passphrase}, headers=HTMX)
+    return client.post(_path(action), data={"passphrase": passphrase}, headers=HTMX)
 
 
 @pytest.fixture
@@ -205,30 +230,40 @@ def test_checklist_ticks_last_step_after_first_authenticated_request(client, ses
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "action"),
     [
-        ("GET", PAGE),
-        ("GET", f"{PAGE}/log"),
-        ("GET", f"{PAGE}/token"),
-        ("POST", f"{PAGE}/enable"),
-        ("GET", f"{PAGE}/reveal"),
-        ("POST", f"{PAGE}/reveal"),
-        ("GET", f"{PAGE}/refresh"),
-        ("POST", f"{PAGE}/refresh"),
-        ("POST", f"{PAGE}/disable"),
+        ("GET", ""),
+        ("GET", "log"),
+        ("GET", "token"),
+        ("POST", "enable"),
+        ("GET", "reveal"),
+        ("POST", "reveal"),
+        ("GET", "refresh"),
+        ("POST", "refresh"),
+        ("GET", "revoke"),
+        ("POST", "revoke"),
+        ("GET", "tokens/new"),
+        ("POST", "tokens/new"),
+        ("GET", "actions"),
+        ("POST", "disable"),
     ],
 )
 def test_members_get_403_everywhere_on_the_scim_page(
-    client, session, ready, owner, login_as, method, path
+    client, session, ready, owner, login_as, method, action
 ):
     service.enable(session, ready.id, owner, "okta", "90", utcnow())
     member = factories.make_user(session, ready, "member@outside.test", role="member")
     login_as(member)
 
     response = client.open(
-        path,
+        _path(action),
         method=method,
-        data={"idp": "okta", "lifetime": "90", "passphrase": factories.PASSPHRASE},
+        data={
+            "idp": "okta",
+            "lifetime": "90",
+            "name": "Mine",
+            "passphrase": factories.PASSPHRASE,
+        },
         headers=HTMX,
     )
 
@@ -242,7 +277,7 @@ def test_co_owner_can_use_the_scim_page(client, session, ready, co_owner, login_
     login_as(co_owner)
 
     assert _token(_fragment(_enable(client), "connector-panel"))
-    assert _connector(session).bound_user_id == co_owner.id
+    assert _default(session).bound_user_id == co_owner.id
 
 
 def test_signed_out_htmx_request_gets_401_with_redirect(client, session, ready):
@@ -278,8 +313,10 @@ def test_enable_returns_panel_with_url_token_once_and_okta_steps(client, session
     assert f"SCIM connector base URL</strong> to <code>{url}</code>" in steps
     assert "Unique identifier field for users</strong> to <code>email</code>" in steps
     assert "Push New Users" in steps and "Push Groups" in steps
-    assert connector.expires_at - connector.issued_at == timedelta(days=90)
-    assert connector.token_hash == service.token_hash(token)
+    default = _default(session)
+    assert default.expires_at - default.issued_at == timedelta(days=90)
+    assert default.token_hash == service.token_hash(token)
+    assert default.name == "Default"
     # The request log, rendered before there was a connector, is swapped for a polling one.
     log = re.search(r'<section class="card" id="request-log"[^>]*>', page).group(0)
     assert 'hx-swap-oob="true"' in log and 'hx-trigger="every 10s"' in log
@@ -314,15 +351,15 @@ def test_enable_sets_expiry_from_chosen_lifetime(client, session, ready, signed_
     before = utcnow()
     page = _fragment(_enable(client, "okta", lifetime), "connector-panel")
 
-    connector = _connector(session)
-    assert before <= connector.issued_at <= utcnow()
+    default = _default(session)
+    assert before <= default.issued_at <= utcnow()
     if days is None:
-        assert connector.expires_at is None
+        assert default.expires_at is None
         assert "Valid, no expiry" in page
-        assert "<dt>Expires</dt><dd>Never</dd>" in page
+        assert "<td>Never</td>" in page
     else:
-        assert connector.expires_at == connector.issued_at + timedelta(days=days)
-        assert connector.expires_at.strftime("%Y-%m-%d %H:%M UTC") in page
+        assert default.expires_at == default.issued_at + timedelta(days=days)
+        assert default.expires_at.strftime("%Y-%m-%d %H:%M UTC") in page
 
 
 @pytest.mark.parametrize(
@@ -365,7 +402,7 @@ def test_enable_refuses_second_time_and_keeps_first_token(client, session, enabl
     assert "SCIM is already enabled." in page
     assert _token(page) is None
     connector = _connector(session)
-    assert (connector.idp, connector.lifetime_days) == ("okta", 90)
+    assert (connector.idp, _default(session).lifetime_days) == ("okta", 90)
     assert _accepted(session, connector, enabled) is None
     assert len(_events(session, "scim.enabled")) == 1
 
@@ -390,7 +427,7 @@ def test_enable_after_disable_keeps_url_with_new_token(client, session, enabled)
     assert _token(page) not in (None, enabled)
     assert _count(session, ScimConnector) == 1
     connector = _connector(session)
-    assert _accepted(session, connector, enabled) == "unknown"
+    assert _accepted(session, connector, enabled) == "revoked"  # disabling revoked it
     assert _accepted(session, connector, _token(page)) is None
 
 
@@ -411,7 +448,7 @@ def test_token_shows_only_in_issue_and_reveal_fragments(client, session, enabled
     )
     session.commit()
 
-    for path in [PAGE, f"{PAGE}/log", f"{PAGE}/token", f"{PAGE}/reveal", f"{PAGE}/refresh"]:
+    for path in map(_path, ["", "log", "token", "reveal", "refresh", "revoke", "tokens/new"]):
         for headers in ({}, HTMX):
             body = client.get(path, headers=headers).get_data(as_text=True)
             assert enabled not in body, path
@@ -452,12 +489,13 @@ def test_token_never_reaches_the_logs(client, session, ready, signed_in, caplog)
 # --- reveal token ---------------------------------------------------------------------------
 
 
-def test_reveal_asks_for_passphrase_in_token_panel(client, enabled):
-    page = _fragment(client.get(f"{PAGE}/reveal", headers=HTMX), "token-panel")
+def test_reveal_asks_for_passphrase_in_token_panel(client, session, enabled):
+    panel = _panel_id(session)
+    page = _fragment(client.get(_path("reveal"), headers=HTMX), panel)
 
     assert '<label for="passphrase">Passphrase</label>' in page
     assert 'type="password"' in page and 'autocomplete="current-password"' in page
-    assert 'hx-post="/enterprise/scim/reveal" hx-target="#token-panel"' in page
+    assert f'hx-post="{_path("reveal")}" hx-target="#{panel}"' in page
     assert "Reveal token</button>" in page
     assert 'name="csrf_token"' in page
 
@@ -473,7 +511,7 @@ def test_reveal_refuses_wrong_passphrase_with_form_again(
 
     response = _passphrase(client, "reveal", passphrase)
 
-    page = _fragment(response, "token-panel", 422)
+    page = _fragment(response, _panel_id(session), 422)
     assert "HX-Retarget" not in response.headers  # the form posts to the token panel
     assert f'<p class="error" id="passphrase-error">{error}</p>' in page
     assert 'aria-invalid="true"' in page
@@ -491,29 +529,30 @@ def test_reveal_shows_token_with_copy_button_audits_and_notifies_owners(
 
     response = _passphrase(client, "reveal")
 
-    page = _fragment(response, "token-panel")
-    assert _token(page) == enabled == decrypt(_connector(session).token_encrypted)
+    page = _fragment(response, _panel_id(session))
+    assert _token(page) == enabled == decrypt(_default(session).token_encrypted)
     assert '<button type="button" class="copy" data-copy="#scim-token">Copy</button>' in page
     assert "Hide token</button>" in page
     [event] = _events(session, "scim.token_revealed")
     assert event.actor_user_id == owner.id
+    assert (event.target, event.detail["token"]) == ("SCIM token Default", "Default")
     notices = _emails(session)[emails:]
     assert sorted(e.to_addr for e in notices) == ["co@example.com", "owner@example.com"]
     assert {e.subject for e in notices} == {"Your SCIM token was revealed"}
     assert "By:   owner@example.com" in notices[0].body_text
 
 
-def test_hide_token_brings_back_the_buttons(client, enabled):
-    page = _fragment(client.get(f"{PAGE}/token", headers=HTMX), "token-panel")
+def test_hide_token_brings_back_the_buttons(client, session, enabled):
+    page = _fragment(client.get(_path("token"), headers=HTMX), _panel_id(session))
 
     assert _token(page) is None
-    for label in ("Reveal token", "Refresh Token", "Disable SCIM"):
+    for label in ("Reveal token", "Refresh Token", "Revoke"):
         assert f">{label}</button>" in page
 
 
 @pytest.mark.parametrize("action", ["reveal", "refresh", "disable"])
 def test_token_actions_are_404_while_scim_is_off(client, session, ready, signed_in, action):
-    assert client.get(f"{PAGE}/{action}", headers=HTMX).status_code == 404
+    assert client.get(_path(action), headers=HTMX).status_code == 404
     assert _passphrase(client, action).status_code == 404
     assert _events(session, f"scim.token_{action}ed") == []
 
@@ -521,16 +560,17 @@ def test_token_actions_are_404_while_scim_is_off(client, session, ready, signed_
 # --- Refresh Token → Passphrase → Refresh Token -------------------------------------------
 
 
-def test_refresh_button_opens_passphrase_form_labelled_as_the_seed(client, enabled):
+def test_refresh_button_opens_passphrase_form_labelled_as_the_seed(client, session, enabled):
     buttons = _text(client.get(PAGE))
-    assert re.search(r'hx-get="/enterprise/scim/refresh"[^>]*>Refresh Token</button>', buttons)
+    refresh = _path("refresh")
+    assert re.search(rf'hx-get="{refresh}"[^>]*>Refresh Token</button>', buttons)
 
-    page = _fragment(client.get(f"{PAGE}/refresh", headers=HTMX), "token-panel")
+    page = _fragment(client.get(refresh, headers=HTMX), _panel_id(session))
 
     assert '<label for="passphrase">Passphrase</label>' in page
     assert re.search(r'<button type="submit" class="primary">Refresh Token</button>', page)
     assert "keeps working for 24 hours" in page
-    assert 'hx-post="/enterprise/scim/refresh" hx-target="#connector-panel"' in page
+    assert f'hx-post="{refresh}" hx-target="#connector-panel"' in page
 
 
 def test_refresh_refuses_wrong_passphrase_in_place_of_the_form(client, session, enabled):
@@ -542,9 +582,9 @@ def test_refresh_refuses_wrong_passphrase_in_place_of_the_form(client, session, 
     page = _fragment(response, "connector-panel", 422)
     assert "HX-Retarget" not in response.headers
     assert _url(page)  # the connector URL and the rest of the panel are still there
-    token_panel = page[page.index('<div id="token-panel">') :]
+    token_panel = page[page.index(f'<div id="{_panel_id(session)}"') :]
     assert "That passphrase is incorrect." in token_panel
-    assert 'hx-post="/enterprise/scim/refresh" hx-target="#connector-panel"' in token_panel
+    assert f'hx-post="{_path("refresh")}" hx-target="#connector-panel"' in token_panel
     assert "Refresh Token</button>" in page
     assert _accepted(session, _connector(session), enabled) is None
     assert _events(session, "scim.token_refreshed") == []
@@ -554,7 +594,7 @@ def test_refresh_issues_new_token_on_same_url_with_grace_note(
     client, session, owner, co_owner, enabled, login_as
 ):
     url = _url(_text(client.get(PAGE)))
-    connector = _connector(session)
+    connector = _default(session)
     connector.refresh_failure_reason = "Single sign-on is off."
     connector.refresh_failed_at = connector.expires_at = utcnow() + timedelta(days=5)
     session.commit()
@@ -569,7 +609,7 @@ def test_refresh_issues_new_token_on_same_url_with_grace_note(
     assert TOKEN.fullmatch(new) and new != enabled
     assert _url(page) == url
     assert 'id="scim-warning"' not in page
-    connector = _connector(session)
+    connector = _default(session)
     until = connector.previous_valid_until
     assert until - connector.refreshed_at == timedelta(hours=24)
     assert f"The previous token keeps working until {until:%Y-%m-%d %H:%M} UTC." in page
@@ -578,6 +618,7 @@ def test_refresh_issues_new_token_on_same_url_with_grace_note(
     assert (connector.refresh_failure_reason, connector.refresh_failed_at) == (None, None)
     assert connector.expires_at == connector.refreshed_at + timedelta(days=90)
     # The old token keeps working for the grace period, and not a minute after it.
+    connector = _connector(session)
     assert _accepted(session, connector, enabled) is None
     assert _accepted(session, connector, new) is None
     assert _accepted(session, connector, enabled, utcnow() + timedelta(hours=25)) == "unknown"
@@ -590,16 +631,16 @@ def test_refresh_issues_new_token_on_same_url_with_grace_note(
 
 
 def test_refresh_of_expired_token_says_it_stays_refused(client, session, enabled):
-    connector = _connector(session)
-    connector.expires_at = utcnow() - timedelta(days=1)
+    _default(session).expires_at = utcnow() - timedelta(days=1)
     session.commit()
+    connector = _connector(session)
     assert "Expired" in _text(client.get(PAGE))
 
     page = _fragment(_passphrase(client, "refresh"), "connector-panel")
 
     assert "The previous token had expired; it stays refused." in page
     assert _accepted(session, connector, enabled) == "unknown"
-    assert re.search(r'id="token-state">Valid</span>', page)
+    assert re.search(r'id="token-state-\d+">Valid</span>', page)
 
 
 # --- disable --------------------------------------------------------------------------------
@@ -609,7 +650,7 @@ def test_disable_asks_for_passphrase_then_offers_enable_again(client, session, r
     for n in range(3):
         factories.make_user(session, ready, f"scim{n}@example.com", source="scim")
     members = [(m.user_id, m.source, m.active) for m in session.scalars(select(Membership))]
-    form = _fragment(client.get(f"{PAGE}/disable", headers=HTMX), "token-panel")
+    form = _fragment(client.get(f"{PAGE}/disable", headers=HTMX), "connector-actions")
     assert "Disable SCIM</button>" in form and "Members stay" in form
     refused = _passphrase(client, "disable", WRONG)
     assert "That passphrase is incorrect." in _fragment(refused, "connector-panel", 422)
@@ -641,34 +682,48 @@ def test_disable_asks_for_passphrase_then_offers_enable_again(client, session, r
     ],
 )
 def test_badge_shows_token_state_from_expiry(client, session, enabled, expires_in, name, label):
-    connector = _connector(session)
-    connector.expires_at = utcnow() + expires_in if expires_in is not None else None
+    token = _default(session)
+    token.expires_at = utcnow() + expires_in if expires_in is not None else None
     session.commit()
 
     page = _text(client.get(PAGE))
 
-    assert f'<span class="badge token-state {name}" id="token-state">{label}</span>' in page
+    badge = f'<span class="badge token-state {name}" id="token-state-{token.id}">{label}</span>'
+    assert badge in page
 
 
 def test_badge_lists_issued_refreshed_by_expires_and_last_used(client, session, co_owner, enabled):
-    connector = _connector(session)
-    connector.issued_at = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
-    connector.refreshed_at = datetime(2030, 2, 3, 4, 5, tzinfo=UTC)
-    connector.refreshed_by_user_id = co_owner.id
-    connector.expires_at = datetime(2030, 5, 4, 3, 2, tzinfo=UTC)
+    """The token's row: name, state, issued, last refreshed (by whom), expires, last used
+    (time and client address), created by."""
+    token = _default(session)
+    token.issued_at = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    token.refreshed_at = datetime(2030, 2, 3, 4, 5, tzinfo=UTC)
+    token.refreshed_by_user_id = co_owner.id
+    token.expires_at = datetime(2030, 5, 4, 3, 2, tzinfo=UTC)
     session.commit()
-    assert "<dt>Last used</dt><dd>Not yet</dd>" in _text(client.get(PAGE))
+    assert "<td>Not yet</td>" in _text(client.get(PAGE))
     service.authenticate(
-        session, connector.public_id, f"Bearer {enabled}", datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
+        session,
+        _connector(session).public_id,
+        f"Bearer {enabled}",
+        datetime(2030, 3, 1, 12, 0, tzinfo=UTC),
+        addr="203.0.113.7",
     )
     session.commit()
 
     page = _text(client.get(PAGE))
 
-    assert "<dt>Issued</dt><dd>2030-01-02 03:04 UTC</dd>" in page
-    assert "<dt>Last refreshed</dt><dd>2030-02-03 04:05 UTC by co@example.com</dd>" in page
-    assert "<dt>Expires</dt><dd>2030-05-04 03:02 UTC</dd>" in page
-    assert "<dt>Last used</dt><dd>2030-03-01 12:00 UTC</dd>" in page
+    row = re.search(rf'<tbody id="token-{token.id}".*?</tr>', page, re.S).group(0)
+    cells = [" ".join(c.split()) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    assert cells == [
+        "Default",
+        f'<span class="badge token-state valid" id="token-state-{token.id}">Valid</span>',
+        "2030-01-02 03:04 UTC",
+        "2030-02-03 04:05 UTC by co@example.com",
+        "2030-05-04 03:02 UTC",
+        "2030-03-01 12:00 UTC from <code>203.0.113.7</code>",
+        "owner@example.com",
+    ]
 
 
 # --- the request log ------------------------------------------------------------------------
@@ -816,7 +871,7 @@ def test_request_log_is_empty_before_scim_is_enabled(client, ready, signed_in):
     ],
 )
 def test_warning_banner_says_how_long_is_left(client, session, enabled, expires_in, wording):
-    connector = _connector(session)
+    connector = _default(session)
     connector.refresh_failure_reason = "Single sign-on is off."
     connector.expires_at = utcnow() + expires_in
     session.commit()
@@ -826,6 +881,7 @@ def test_warning_banner_says_how_long_is_left(client, session, enabled, expires_
     ]
     assert wording in " ".join(banner.split())
     assert "Single sign-on is off." in banner
+    assert "“Default”" in banner
 
 
 @pytest.mark.parametrize("action", ["reveal", "refresh", "disable"])
@@ -843,7 +899,7 @@ def test_asking_for_the_passphrase_does_not_read_the_request_log(app, client, en
 
     event.listen(db.engine, "before_cursor_execute", seen)
     try:
-        form = client.get(f"{PAGE}/{action}", headers=HTMX)
+        form = client.get(_path(action), headers=HTMX)
         asked = list(statements)
         client.get(f"{PAGE}/log", headers=HTMX)
     finally:

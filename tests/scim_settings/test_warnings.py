@@ -13,7 +13,7 @@ import app as app_module
 from blueprints.common import outbox
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings.jobs import EXPIRED_REASON, refresh_tokens, warn_expiring
-from models import OutboxEmail, ScimConnector, SsoConnection, utcnow
+from models import OutboxEmail, ScimToken, SsoConnection, utcnow
 from tests import factories
 from tests.common.mail import links_in, received, text_of
 
@@ -43,10 +43,10 @@ def _sso(session, account, enabled: bool) -> None:
     session.commit()
 
 
-def _failing(session, account, owner, at: datetime = T0, lifetime: str = "30") -> ScimConnector:
-    """A connector enabled at `at` whose automatic refresh fails from its first attempt
-    (at `at` + 10 days for a 30-day token: 20 days before it expires)."""
-    connector = service.enable(session, account.id, owner, "okta", lifetime, at).connector
+def _failing(session, account, owner, at: datetime = T0, lifetime: str = "30") -> ScimToken:
+    """SCIM enabled at `at`, its "Default" token's automatic refresh failing from its first
+    attempt (at `at` + 10 days for a 30-day token: 20 days before it expires)."""
+    connector = service.enable(session, account.id, owner, "okta", lifetime, at).scim_token
     _sso(session, account, False)
     first_attempt = connector.expires_at - timedelta(days=20)
     assert refresh_tokens(first_attempt)["failed"] == 1
@@ -78,7 +78,7 @@ def test_warning_emails_every_active_owner_and_co_owner(session, ready, team):
     emails = _warnings(session)
     assert _addresses(emails) == sorted(u.email for u in team)
     for email in emails:
-        assert email.subject == "Your SCIM token expires in 20 days"
+        assert email.subject == 'Your SCIM token "Default" expires in 20 days'
         assert "The token expires in 20 days, on 2026-02-04 09:30 UTC" in email.body_text
         assert f"Reason: {SSO_OFF}" in email.body_text
         assert "Example Inc" in email.body_text
@@ -156,8 +156,8 @@ def test_warning_is_sent_again_the_next_day_with_one_day_less(session, ready, te
         warn_expiring(T0 + day * DAY + timedelta(hours=6))
 
     emails = _warnings(session)
-    assert [e.subject for e in emails] == ["Your SCIM token expires in 19 days"] * 2 + [
-        "Your SCIM token expires in 18 days"
+    assert [e.subject for e in emails] == ['Your SCIM token "Default" expires in 19 days'] * 2 + [
+        'Your SCIM token "Default" expires in 18 days'
     ] * 2
     assert _addresses(emails[2:]) == sorted(u.email for u in team)
 
@@ -165,15 +165,23 @@ def test_warning_is_sent_again_the_next_day_with_one_day_less(session, ready, te
 @pytest.mark.parametrize(
     ("before_expiry", "subject", "sentence"),
     [
-        (20 * DAY, "Your SCIM token expires in 20 days", "The token expires in 20 days"),
-        (DAY, "Your SCIM token expires in 1 day", "The token expires in 1 day,"),
+        (20 * DAY, 'Your SCIM token "Default" expires in 20 days', "The token expires in 20 days"),
+        (DAY, 'Your SCIM token "Default" expires in 1 day', "The token expires in 1 day,"),
         (
             timedelta(hours=5),
-            "Your SCIM token expires in less than a day",
+            'Your SCIM token "Default" expires in less than a day',
             "The token expires in less than a day",
         ),
-        (timedelta(0), "Your SCIM token has expired", "The token expired on 2026-02-04 09:30"),
-        (-3 * DAY, "Your SCIM token has expired", "The token expired on 2026-02-04 09:30"),
+        (
+            timedelta(0),
+            'Your SCIM token "Default" has expired',
+            "The token expired on 2026-02-04 09:30",
+        ),
+        (
+            -3 * DAY,
+            'Your SCIM token "Default" has expired',
+            "The token expired on 2026-02-04 09:30",
+        ),
     ],
     ids=["20-days", "1-day", "hours", "just-expired", "expired-3-days"],
 )
@@ -200,7 +208,7 @@ def test_warning_after_expiry_gives_the_expired_reason_once_refresh_has_run(sess
     warn_expiring(now)
 
     [email, _] = _warnings(session)
-    assert email.subject == "Your SCIM token has expired"
+    assert email.subject == 'Your SCIM token "Default" has expired'
     assert EXPIRED_REASON in email.body_text
     assert "requests are refused" in email.body_text
 
@@ -231,7 +239,8 @@ def test_no_warning_while_automatic_refresh_succeeds(session, ready, team):
 def test_no_warning_after_manual_refresh_fixed_it(session, ready, team):
     connector = _failing(session, ready, team[0])
     warn_expiring(T0 + 10 * DAY)
-    service.refresh(session, session.get(ScimConnector, connector.id), team[1], T0 + 11 * DAY)
+    token = session.get(ScimToken, connector.id)
+    service.refresh(session, token.connector, token, team[1], T0 + 11 * DAY)
 
     assert warn_expiring(T0 + 11 * DAY + timedelta(hours=1))["connectors"] == 0
     assert len(_warnings(session)) == len(team)
@@ -239,7 +248,7 @@ def test_no_warning_after_manual_refresh_fixed_it(session, ready, team):
 
 def test_no_warning_for_a_disabled_connector(session, ready, team):
     connector = _failing(session, ready, team[0])
-    service.disable(session, session.get(ScimConnector, connector.id), team[0], T0 + 10 * DAY)
+    service.disable(session, session.get(ScimToken, connector.id).connector, team[0], T0 + 10 * DAY)
 
     assert warn_expiring(T0 + 12 * DAY)["connectors"] == 0
     assert _warnings(session) == []
@@ -256,10 +265,10 @@ def test_warning_reaches_the_inbox_and_its_link_lands_on_scim_page_after_sign_in
 
     outbox.deliver_due(now)
 
-    warnings = [m for m in received(smtp_server) if "SCIM token expires" in m["Subject"]]
+    warnings = [m for m in received(smtp_server) if "expires in" in m["Subject"]]
     assert sorted(m["To"] for m in warnings) == sorted(u.email for u in team)
     [message] = [m for m in warnings if m["To"] == team[0].email]
-    assert message["Subject"] == "Your SCIM token expires in 19 days"
+    assert message["Subject"] == 'Your SCIM token "Default" expires in 19 days'
     body = text_of(message)
     assert SSO_OFF in body
     [link] = links_in(body)
