@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -568,6 +569,11 @@ class ScimToken(db.Model):
     revoked_by_user_id: Mapped[int | None] = mapped_column(
         ForeignKey("user.id", ondelete="SET NULL")
     )
+    # Where and how it may be used (SPEC F11): the client networks it is accepted from
+    # (canonical CIDR ranges, one per line; None: any address), and whether it may only
+    # read (GET and POST .search).
+    allowed_networks: Mapped[str | None] = mapped_column(Text)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     connector: Mapped[ScimConnector] = relationship(back_populates="tokens")

@@ -57,6 +57,7 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("scim.disabled", "SCIM disabled"),
         ("scim.token_created", "SCIM token created"),
         ("scim.token_revoked", "SCIM token revoked"),
+        ("scim.token_access_changed", "SCIM token access changed"),
         ("scim.token_revealed", "SCIM token revealed"),
         ("scim.token_refreshed", "SCIM token refreshed"),
         ("scim.token_auto_refreshed", "SCIM token refreshed automatically"),

@@ -127,10 +127,10 @@ def _log_row(connector: connectors.Caller, status: int) -> dict:
 
 def _problem(request, status: int, detail: str) -> tuple[str, str, str] | None:
     """The provisioning problem this answer shows (SPEC F10), if any: a success's note
-    (the unknown group members it skipped) or what the error says."""
-    if status < 400:
-        problem = g.get("scim_problem")
-    else:
+    (the unknown group members it skipped), a refusal by a token's restrictions (auth.py),
+    or what the error says."""
+    problem = g.get("scim_problem")  # a note, or a refusal that named its own problem
+    if problem is None and status >= 400:
         problem = problem_of(
             request.method,
             request.resource,

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, exists, func, select, update
@@ -50,6 +52,7 @@ LIFETIME_LABELS = {
 
 DEFAULT_NAME = "Default"  # the token Enable SCIM creates, and the migrated one
 NAME_MAX = 80
+NETWORKS_MAX = 50  # ranges in one allow-list: an IdP publishes a handful
 
 
 class ConnectorError(ValueError):
@@ -136,6 +139,70 @@ def refresh_problem(session, connector: ScimConnector, token: ScimToken) -> str 
     if not sso_enabled(session, connector.account_id):
         return "Single sign-on is off."
     return None
+
+
+# --- where and how a token may be used (SPEC F11) -------------------------------------------
+
+
+def parse_networks(text: str | None) -> str | None:
+    """An allow-list as an owner types it (addresses or CIDR ranges, IPv4 or IPv6,
+    separated by commas, spaces or lines) → canonical ranges, one per line, or None for
+    "any address". Raises TokenError on the field with what is wrong and what would do."""
+    entries = [entry for entry in (text or "").replace(",", " ").split() if entry]
+    if not entries:
+        return None
+    if len(entries) > NETWORKS_MAX:
+        raise TokenError(
+            "allowed_networks",
+            f"At most {NETWORKS_MAX} ranges; use wider ones (e.g. 203.0.113.0/24).",
+        )
+    networks: list[str] = []
+    for entry in entries:
+        try:
+            network = ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            try:
+                wider = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise TokenError(
+                    "allowed_networks",
+                    f"“{entry[:60]}” is not an IP address or CIDR range "
+                    "(e.g. 203.0.113.7, 203.0.113.0/24 or 2001:db8::/32).",
+                ) from None
+            raise TokenError(
+                "allowed_networks",
+                f"“{entry[:60]}” has bits set past its prefix: did you mean {wider}?",
+            ) from None
+        if str(network) not in networks:
+            networks.append(str(network))
+    return "\n".join(networks)
+
+
+@lru_cache(maxsize=4096)
+def _networks(stored: str) -> tuple:
+    return tuple(ipaddress.ip_network(line) for line in stored.splitlines())
+
+
+def address_allowed(stored: str | None, addr: str | None) -> bool:
+    """Whether a request from `addr` may use a token with allow-list `stored` (None:
+    any address). An IPv4 client seen as IPv6 (::ffff:a.b.c.d) counts as its IPv4."""
+    if stored is None:
+        return True
+    try:
+        address = ipaddress.ip_address((addr or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _networks(stored))
+
+
+def describe_access(token: ScimToken) -> str:
+    """The page's words for a token's access: scope and addresses."""
+    scope = "Read-only" if token.read_only else "Read and write"
+    if token.allowed_networks is None:
+        return f"{scope}, from any address"
+    return f"{scope}, from " + ", ".join(token.allowed_networks.splitlines())
 
 
 # --- state ----------------------------------------------------------------------------------
@@ -261,12 +328,21 @@ def _notify_owners(
 
 
 def _issue(
-    session, connector: ScimConnector, name: str, lifetime_days: int | None, actor, now
+    session,
+    connector: ScimConnector,
+    name: str,
+    lifetime_days: int | None,
+    actor,
+    now,
+    allowed_networks: str | None = None,
+    read_only: bool = False,
 ) -> Issued:
     token = ScimToken(
         connector=connector,
         name=name,
         lifetime_days=lifetime_days,
+        allowed_networks=allowed_networks,
+        read_only=read_only,
         created_by_user_id=actor.id,
         bound_user_id=actor.id,
         refreshed_by_user_id=actor.id,
@@ -324,10 +400,18 @@ def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: 
 
 
 def create_token(
-    session, connector: ScimConnector, actor: User, name: str, lifetime: str, now: datetime
+    session,
+    connector: ScimConnector,
+    actor: User,
+    name: str,
+    lifetime: str,
+    now: datetime,
+    allowed: str | None = None,
+    read_only: bool = False,
 ) -> Issued:
     """New token: another named token on the same URL; the others keep working (SPEC
-    F11). At most SCIM_MAX_TOKENS live ones; names are unique among the live ones."""
+    F11). At most SCIM_MAX_TOKENS live ones; names are unique among the live ones.
+    `allowed`: its allow-list as typed (`parse_networks`; empty: any address)."""
     if not connector.enabled:
         raise ConnectorError("SCIM is not enabled.")
     name = " ".join((name or "").split())
@@ -337,6 +421,7 @@ def create_token(
         raise TokenError("name", f"Keep the name to {NAME_MAX} characters.")
     if lifetime not in LIFETIMES:
         raise TokenError("lifetime", "Choose how long the token lasts.")
+    networks = parse_networks(allowed)
     live = live_tokens(connector)
     limit = current_app.config["SCIM_MAX_TOKENS"]
     if len(live) >= limit:
@@ -349,7 +434,16 @@ def create_token(
         raise TokenError("name", f'A live token is already named "{name}"; choose another name.')
     try:
         with session.begin_nested():  # the same name created in another window meanwhile
-            issued = _issue(session, connector, name, LIFETIMES[lifetime], actor, now)
+            issued = _issue(
+                session,
+                connector,
+                name,
+                LIFETIMES[lifetime],
+                actor,
+                now,
+                networks,
+                bool(read_only),
+            )
             session.flush()
     except IntegrityError:
         raise TokenError(
@@ -362,6 +456,8 @@ def create_token(
         issued.scim_token,
         actor,
         lifetime_days=LIFETIMES[lifetime],
+        allowed_networks=networks.splitlines() if networks else None,
+        read_only=bool(read_only),
     )
     _notify_owners(
         session,
@@ -449,6 +545,47 @@ def revoke(session, connector: ScimConnector, token: ScimToken, actor: User, now
     )
 
 
+def change_access(
+    session,
+    connector: ScimConnector,
+    token: ScimToken,
+    actor: User,
+    allowed: str | None,
+    read_only: bool,
+    now: datetime,
+) -> bool:
+    """Change where and how `token` may be used (its IdP's egress addresses changed, or a
+    reporting tool needs no writes); the secret stays. Takes effect on the next request.
+    Returns whether anything changed (an unchanged form is no event)."""
+    if not connector.enabled or token.revoked_at is not None:
+        raise ConnectorError("SCIM is not enabled.")
+    networks = parse_networks(allowed)
+    before = {
+        "allowed_networks": token.allowed_networks.splitlines() if token.allowed_networks else None,
+        "read_only": token.read_only,
+    }
+    after = {
+        "allowed_networks": networks.splitlines() if networks else None,
+        "read_only": bool(read_only),
+    }
+    if before == after:
+        return False
+    token.allowed_networks, token.read_only = networks, bool(read_only)
+    _audit(
+        session, "scim.token_access_changed", connector, token, actor, before=before, after=after
+    )
+    _notify_owners(
+        session,
+        connector,
+        "A SCIM token's access was changed",
+        f'the access of the SCIM connector token "{token.name}" was changed to: '
+        + describe_access(token),
+        actor,
+        now,
+    )
+    return True
+
+
 def disable(session, connector: ScimConnector, actor: User, now: datetime) -> None:
     """Turn SCIM off: IdP traffic gets 401 (every token is revoked); members stay, now
     managed by hand."""
@@ -497,6 +634,8 @@ _TOKEN_COLUMNS = (
     _tokens.c.expires_at,
     _tokens.c.revoked_at,
     _tokens.c.last_used_at.label("token_last_used_at"),
+    _tokens.c.allowed_networks,
+    _tokens.c.read_only,
 )
 _CALLER = (
     select(*_CONNECTOR_COLUMNS, *_TOKEN_COLUMNS)
@@ -551,12 +690,16 @@ class Caller:
     token_name: str | None = None
     token_last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    allowed_networks: str | None = None  # the token's allow-list (None: any address)
+    read_only: bool = False
 
 
 @dataclass
 class Authentication:
     connector: Caller | None  # the accepted (or expired, or revoked) token's caller
-    reason: str | None  # None when accepted; else unknown|disabled|expired|revoked|missing
+    # None when accepted; else unknown|disabled|expired|revoked|address|missing. A
+    # read-only token is accepted here: what it may do is the API's to say (auth.py).
+    reason: str | None
     known: Caller | None = None  # the connector the URL names, for the log of a refusal
 
 
@@ -572,6 +715,8 @@ def _caller(row) -> Caller:
         row.token_name,
         row.token_last_used_at,
         row.revoked_at,
+        row.allowed_networks,
+        bool(row.read_only),
     )
 
 
@@ -625,9 +770,9 @@ def authenticate(
     A token only works for its own connector; hashes are compared in constant time (the
     index finds the row, the compare decides); a refreshed token's previous secret is
     accepted until its grace period ends; a revoked or expired token is refused with its
-    own reason. With `record`, an accepted token's use is stamped at once; the SCIM API
-    passes False and hands the use to the batched request log, so that its check writes
-    nothing.
+    own reason, and so is one whose allow-list doesn't hold `addr`. With `record`, an
+    accepted token's use is stamped at once; the SCIM API passes False and hands the use
+    to the batched request log, so that its check writes nothing.
     """
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
@@ -655,6 +800,8 @@ def authenticate(
         return Authentication(caller, "revoked", known)
     if row.expires_at is not None and now >= row.expires_at:
         return Authentication(caller, "expired", known)
+    if not address_allowed(row.allowed_networks, addr):
+        return Authentication(caller, "address", known)
     if record:
         record_use(session, caller, now, addr)
     return Authentication(caller, None, known)

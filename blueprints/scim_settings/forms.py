@@ -1,8 +1,8 @@
 """SCIM page forms."""
 
 from flask_wtf import FlaskForm
-from wtforms import SelectChoice, SelectField, StringField
-from wtforms.validators import InputRequired, Length
+from wtforms import BooleanField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length, Optional
 
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.scim_settings.connector import IDPS, LIFETIME_LABELS, NAME_MAX
@@ -25,9 +25,28 @@ class EnableForm(FlaskForm):
     )
 
 
-class NewTokenForm(ConfirmPassphraseForm):
-    """New token (SPEC F11): a name, a lifetime, and the passphrase (a sensitive action).
-    Whether the name is free and the limit not reached is the service's to say."""
+ALLOW_LIST_HELP = (
+    "Optional. Addresses or CIDR ranges, IPv4 or IPv6, one per line or separated by commas "
+    "(e.g. your IdP's published egress ranges). Empty: any address."
+)
+
+
+class AccessFields:
+    """Where and how a token may be used (SPEC F11): whether the ranges parse is the
+    service's to say (connector.parse_networks), next to the field."""
+
+    allowed_networks = TextAreaField(
+        "IP allow-list",
+        description=ALLOW_LIST_HELP,
+        validators=[Optional(), Length(max=4000, message="Keep the allow-list shorter.")],
+    )
+    read_only = BooleanField("Read-only: GET and POST /.search only, every write refused")
+
+
+class NewTokenForm(AccessFields, ConfirmPassphraseForm):
+    """New token (SPEC F11): a name, a lifetime, optional access limits, and the
+    passphrase (a sensitive action). Whether the name is free, the ranges valid and the
+    limit not reached is the service's to say."""
 
     name = StringField(
         "Token name",
@@ -42,3 +61,8 @@ class NewTokenForm(ConfirmPassphraseForm):
         default="365",
         validators=[InputRequired("Choose how long the token lasts.")],
     )
+
+
+class AccessForm(AccessFields, ConfirmPassphraseForm):
+    """Change access of a token: its allow-list and scope, with the passphrase. Prefixed,
+    so that its fields' ids differ from the New token form's on the same page."""

@@ -27,6 +27,7 @@ UNIQUENESS = "uniqueness"
 SEATS = "seats"
 UNKNOWN_MEMBERS = "unknown_members"
 REJECTED = "rejected"
+ACCESS = "access"
 
 # What the panel says of each kind: its title, and what an Okta or Entra ID admin does.
 KINDS = {
@@ -59,6 +60,15 @@ KINDS = {
         "wrong type, an unknown schema or attribute); nothing of them was applied. Check "
         "the attribute named in the detail in the IdP's mappings (Okta: Profile Editor "
         "mappings; Entra ID: Attribute mappings).",
+    ),
+    ACCESS: (
+        "Refused by a token's restrictions",
+        "Requests came with a valid token but from an address outside its IP allow-list "
+        "(401), or tried to change something with a read-only token (403); nothing was "
+        "applied. If the address is your IdP's (Okta and Entra ID publish their egress "
+        "ranges), add it to the token's allow-list with Change access; if the IdP must "
+        "write, give it a token that is not read-only. An address you don't know may be "
+        "someone else holding the token: revoke it.",
     ),
 }
 

@@ -133,8 +133,14 @@ def refresh_tokens(now: datetime) -> dict[str, int]:
     """
     counts = {"due": 0, "refreshed": 0, "failed": 0, "expired": 0}
     for batch in _token_batches(_due(now)):
+        # Each token as it was found due. After the first commit the batch's other tokens
+        # reload fresh: one that an owner (or another process running this job) refreshed
+        # meanwhile is no longer the token found due, and is left alone.
+        seen = {token.id: (token.token_hash, token.expires_at) for token in batch}
         for token in batch:
             counts["due"] += 1
+            if (token.token_hash, token.expires_at) != seen[token.id]:
+                continue
             if token.expires_at <= now:
                 if _mark_expired(token, now):
                     counts["expired"] += 1

@@ -12,7 +12,7 @@ from blueprints.common.extensions import db
 from blueprints.common.htmx import render_fragment, render_page_or_fragment, request_is_partial
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings import health
-from blueprints.scim_settings.forms import EnableForm, NewTokenForm
+from blueprints.scim_settings.forms import AccessForm, EnableForm, NewTokenForm
 from models import ScimRequestLog, utcnow
 
 bp = Blueprint("scim_settings", __name__, url_prefix="/enterprise/scim")
@@ -218,6 +218,46 @@ def revoke_token(token_id: int):
     return _panel(connector=connector, notice=f"Token “{token.name}” revoked: it is refused now.")
 
 
+@bp.route("/tokens/<id:token_id>/access", methods=["GET", "POST"])
+@admin_required
+def token_access(token_id: int):
+    """Change access: a token's IP allow-list and read-only scope, with the passphrase;
+    the secret stays. A bad range is shown next to the field, nothing changed."""
+    token = _live_token(token_id)
+    if request.method == "GET":
+        form = AccessForm(
+            prefix="access",
+            formdata=None,
+            allowed_networks=token.allowed_networks or "",
+            read_only=token.read_only,
+        )
+        return _token_panel(token, mode="access", access_form=form)
+    form = AccessForm(prefix="access")
+    connector = token.connector
+    refused = {"connector": connector, "active_id": token.id, "mode": "access"}
+    if not reauthenticated(form):
+        return _panel(422, access_form=form, **refused)
+    try:
+        changed = service.change_access(
+            db.session,
+            connector,
+            token,
+            current_user,
+            form.allowed_networks.data,
+            form.read_only.data,
+            utcnow(),
+        )
+    except service.TokenError as error:
+        form.allowed_networks.errors.append(str(error))
+        return _panel(422, access_form=form, **refused)
+    notice = (
+        f"Access of “{token.name}” changed: {service.describe_access(token)}."
+        if changed
+        else f"Access of “{token.name}” unchanged."
+    )
+    return _panel(connector=connector, notice=notice)
+
+
 @bp.get("/tokens/<id:token_id>")
 @admin_required
 def token_panel(token_id: int):
@@ -242,7 +282,14 @@ def new_token():
         return _panel(422, **refused)
     try:
         issued = service.create_token(
-            db.session, connector, current_user, form.name.data, form.lifetime.data, utcnow()
+            db.session,
+            connector,
+            current_user,
+            form.name.data,
+            form.lifetime.data,
+            utcnow(),
+            form.allowed_networks.data,
+            form.read_only.data,
         )
     except service.TokenError as error:
         if error.field is None:

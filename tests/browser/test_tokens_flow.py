@@ -95,3 +95,55 @@ def test_owner_creates_copies_reveals_refreshes_a_named_token_and_revokes_anothe
         "revoked"
     )
     assert service.authenticate(session, public_id, f"Bearer {renewed}", now).reason is None
+
+
+def test_owner_pins_a_read_only_token_to_ranges_fixing_a_typo_then_opens_it(
+    page: Page,
+    session,
+    ready,  # noqa: F811
+    owner,
+):
+    service.enable(session, ready.id, owner, "okta", "365", utcnow())
+    session.commit()
+    sign_in(page, owner)
+    page.goto("/enterprise/scim")
+
+    # New token with a range mistyped: the error is next to the field, what was typed stays.
+    page.get_by_role("button", name="New token").click()
+    form = page.locator("#connector-actions")
+    form.get_by_label("Token name").fill("Reporting")
+    form.get_by_label("IP allow-list").fill("10.1.2.3/16\n2001:db8::/32")
+    form.get_by_label("Read-only").check()
+    form.get_by_label("Passphrase").fill(factories.PASSPHRASE)
+    form.get_by_role("button", name="Create token").click()
+    field = page.get_by_label("IP allow-list")
+    expect(page.locator("#allowed_networks-error")).to_have_text(
+        "“10.1.2.3/16” has bits set past its prefix: did you mean 10.1.0.0/16?"
+    )
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_value("10.1.2.3/16\n2001:db8::/32")
+    expect(page.get_by_label("Read-only")).to_be_checked()
+    expect(page.locator("#scim-token")).to_have_count(0)
+
+    field.fill("10.1.0.0/16\n2001:db8::/32")
+    form.get_by_label("Passphrase").fill(factories.PASSPHRASE)
+    form.get_by_role("button", name="Create token").click()
+    row = page.locator("tbody.token", has_text="Reporting")
+    expect(row.locator("#scim-token")).to_be_visible()
+    access = row.locator("td.token-access")
+    expect(access).to_contain_text("Read-only")
+    expect(access).to_contain_text("10.1.0.0/16, 2001:db8::/32")
+
+    # Change access: the allow-list emptied, the box unticked.
+    row.get_by_role("button", name="Hide token").click()
+    row.get_by_role("button", name="Change access").click()
+    allow_list = row.get_by_label("IP allow-list")
+    expect(allow_list).to_have_value("10.1.0.0/16\n2001:db8::/32")
+    allow_list.fill("")
+    row.get_by_label("Read-only").uncheck()
+    row.get_by_label("Passphrase").fill(factories.PASSPHRASE)
+    row.get_by_role("button", name="Save access").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        "Access of “Reporting” changed: Read and write, from any address."
+    )
+    expect(row.locator("td.token-access")).to_contain_text("any address")

@@ -1,7 +1,9 @@
 """The migration to named tokens (f5a6b7c8d9e0), on the database the suite runs on (SQLite,
 or PostgreSQL with TEST_DATABASE=postgresql): a connector's one token becomes its token
 named "Default" with the same secret, grace, expiry and history, so the IdP notices
-nothing; a downgrade puts it back on the connector."""
+nothing; a downgrade puts it back on the connector. Then the tokens' access
+(a6b7c8d9e0f1): existing tokens unrestricted; a downgrade revokes restricted tokens rather
+than widen them."""
 
 from __future__ import annotations
 
@@ -116,6 +118,8 @@ def test_one_token_connector_becomes_default_token_and_its_idp_notices_nothing(s
         assert token.refresh_failure_reason == "Single sign-on is off."
         assert token.last_used_addr == "127.0.0.1"  # the requests above, stamped
         assert token.created_by_user_id is None  # never recorded: not guessed
+        # Nothing restricts it (a6b7c8d9e0f1): any address, reads and writes.
+        assert (token.allowed_networks, token.read_only) == (None, False)
         # Reveal token shows the same secret; the page lists it.
         owner = db.session.get(User, 1)
         assert service.reveal(db.session, token.connector, token, owner, now) == TOKEN
@@ -137,4 +141,48 @@ def test_one_token_connector_becomes_default_token_and_its_idp_notices_nothing(s
             1,
             "Single sign-on is off.",
         )
+        db.engine.dispose()
+
+
+def test_downgrading_token_access_revokes_restricted_tokens_rather_than_widen_them(
+    scratch_url,  # noqa: F811
+):
+    from app import create_app, db
+
+    app = create_app(_test_config(scratch_url))
+    now = utcnow()
+    with app.app_context():
+        upgrade(revision=BEFORE)
+        with db.engine.begin() as conn:
+            _seed_one_token_schema(conn, now)
+        upgrade()
+        db.session.remove()
+        owner = db.session.get(User, 1)
+        [default] = db.session.scalars(select(ScimToken)).all()
+        connector = default.connector
+        for name, allowed, read_only in [
+            ("Pinned", "203.0.113.0/24", False),
+            ("Reporting", None, True),
+        ]:
+            service.create_token(db.session, connector, owner, name, "90", now, allowed, read_only)
+        db.session.commit()
+        db.session.remove()
+
+        downgrade(revision="f5a6b7c8d9e0")
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT name, revoked_at IS NOT NULL, token_encrypted IS NULL "
+                    "FROM scim_token ORDER BY id"
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            ("Default", False, False),
+            ("Pinned", True, True),
+            ("Reporting", True, True),
+        ]
+        upgrade()
+        client = app.test_client()
+        assert _get(client, TOKEN).status_code == 200  # the unrestricted one still works
+        db.session.remove()
         db.engine.dispose()

@@ -23,3 +23,20 @@ def ready(session, account, owner):
     )
     session.commit()
     return account
+
+
+@pytest.fixture
+def signed_in(owner, login_as):
+    """The owner, signed in."""
+    login_as(owner)
+    return owner
+
+
+@pytest.fixture
+def enabled(client, session, ready, signed_in) -> str:
+    """SCIM enabled through the page (Okta, 90 days); the token it showed."""
+    from tests.scim_settings.test_page import _enable, _fragment, _token
+
+    token = _token(_fragment(_enable(client), "connector-panel"))
+    assert token
+    return token

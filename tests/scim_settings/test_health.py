@@ -89,12 +89,6 @@ def idp(app, issued):  # noqa: F811
     return Scim(app.test_client(), issued)
 
 
-@pytest.fixture
-def signed_in(owner, login_as):
-    login_as(owner)
-    return owner
-
-
 def _conflict(idp, user_name: str = "ada@example.com", times: int = 3) -> None:
     """The IdP creates a user, then tries to create it again `times` times (409 each)."""
     provision(idp, user_name)

@@ -124,20 +124,6 @@ def _passphrase(client, action: str, passphrase: str = factories.PASSPHRASE):
 
 
 @pytest.fixture
-def signed_in(owner, login_as):
-    login_as(owner)
-    return owner
-
-
-@pytest.fixture
-def enabled(client, session, ready, signed_in) -> str:
-    """SCIM enabled through the page (Okta, 90 days); the token it showed."""
-    token = _token(_fragment(_enable(client), "connector-panel"))
-    assert token
-    return token
-
-
-@pytest.fixture
 def co_owner(session, account):
     return factories.make_user(session, account, "co@example.com", role="co-owner")
 
@@ -722,6 +708,7 @@ def test_badge_lists_issued_refreshed_by_expires_and_last_used(client, session, 
         "2030-02-03 04:05 UTC by co@example.com",
         "2030-05-04 03:02 UTC",
         "2030-03-01 12:00 UTC from <code>203.0.113.7</code>",
+        'Read and write<br> <span class="muted">any address</span>',
         "owner@example.com",
     ]
 

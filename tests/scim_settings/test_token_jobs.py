@@ -11,6 +11,7 @@ import app as app_module
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings.jobs import refresh_tokens, warn_expiring
 from models import AuditEvent, OutboxEmail, ScimToken, SsoConnection
+from tests import factories
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -140,3 +141,71 @@ def test_recovery_email_names_the_token(session, ready, owner):
     [email] = _emails(session, "scim-auto-refreshed:")
     assert email.subject == 'Your SCIM token "Okta production" was refreshed automatically'
     assert 'The SCIM token "Okta production" of' in email.body_text
+
+
+def _at_once(app, job, *args, processes: int = 3) -> list:
+    """`job(*args)` in `processes` threads at the same moment, each with its own app
+    context and database session (two cron entries, or cron beside the scheduler: no
+    lease between them); their results, any error raised."""
+    import threading
+
+    from app import db
+
+    start = threading.Barrier(processes)
+    results, errors = [], []
+
+    def run():
+        with app.app_context():
+            start.wait()
+            try:
+                results.append(job(*args))
+            except Exception as exc:  # reported below; a thread must not swallow it
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    return results
+
+
+def test_several_processes_refresh_each_token_once_and_warn_once_per_token(
+    app, session, ready, owner
+):
+    default, _ = _two_tokens(session, ready, owner)
+    co_owner = factories.make_user(session, ready, "co@example.com", role="co-owner")
+    session.execute(
+        update(ScimToken)
+        .where(ScimToken.id == default.scim_token.id)
+        .values(expires_at=T0 + 25 * DAY)
+    )
+    session.commit()
+
+    # Both tokens due on day 10: each is refreshed by exactly one of the processes (the
+    # others find it changed since they found it due, and leave it).
+    refreshed = _at_once(app, refresh_tokens, T0 + 10 * DAY)
+    assert sum(r["refreshed"] for r in refreshed) == 2
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "scim.token_auto_refreshed")
+    ).all()
+    assert sorted(e.detail["token"] for e in events) == ["Default", "Okta production"]
+
+    # Failing from day 12 on (SSO off, both within the window): each token's warning goes
+    # to each of the two admins once that day, however many processes send it.
+    _sso_off(session, ready)
+    session.execute(update(ScimToken).values(expires_at=T0 + 30 * DAY))
+    session.commit()
+    refresh_tokens(T0 + 12 * DAY)
+    warned = _at_once(app, warn_expiring, T0 + 12 * DAY)
+
+    assert sum(r["queued"] for r in warned) == 4  # two tokens x two admins
+    emails = _emails(session, "scim-warning:")
+    assert sorted((e.to_addr, e.subject) for e in emails) == sorted(
+        (who, f'Your SCIM token "{name}" expires in 18 days')
+        for who in (owner.email, co_owner.email)
+        for name in ("Default", "Okta production")
+    )

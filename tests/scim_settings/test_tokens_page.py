@@ -28,19 +28,6 @@ from tests.scim_settings.test_page import (
 )
 
 
-@pytest.fixture
-def signed_in(owner, login_as):
-    login_as(owner)
-    return owner
-
-
-@pytest.fixture
-def enabled(client, session, ready, signed_in) -> str:
-    token = _token(_fragment(_enable(client), "connector-panel"))
-    assert token
-    return token
-
-
 def _new(client, name="Okta production", lifetime="90", passphrase=factories.PASSPHRASE):
     return client.post(
         f"{PAGE}/tokens/new",
