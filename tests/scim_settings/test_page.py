@@ -35,6 +35,11 @@ def _text(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
+def _visible(page: str) -> str:
+    """The text a person reads: tags dropped, white space collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
 def _root_id(page: str) -> str:
     """The id of the fragment's root element (STYLE §3: one fragment, one root)."""
     match = re.match(r'\s*<\w+[^>]*?\bid="([^"]+)"', page)
@@ -345,7 +350,7 @@ def test_enable_sets_expiry_from_chosen_lifetime(client, session, ready, signed_
         assert "<td>Never</td>" in page
     else:
         assert default.expires_at == default.issued_at + timedelta(days=days)
-        assert default.expires_at.strftime("%Y-%m-%d %H:%M UTC") in page
+        assert default.expires_at.strftime("%Y-%m-%d %H:%M UTC") in _visible(page)
 
 
 @pytest.mark.parametrize(
@@ -700,17 +705,17 @@ def test_badge_lists_issued_refreshed_by_expires_and_last_used(client, session, 
     page = _text(client.get(PAGE))
 
     row = re.search(rf'<tbody id="token-{token.id}".*?</tr>', page, re.S).group(0)
-    cells = [" ".join(c.split()) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    cells = [_visible(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
     assert cells == [
-        "Default",
-        f'<span class="badge token-state valid" id="token-state-{token.id}">Valid</span>',
+        "Default created by owner@example.com",
+        "Valid",
         "2030-01-02 03:04 UTC",
         "2030-02-03 04:05 UTC by co@example.com",
         "2030-05-04 03:02 UTC",
-        "2030-03-01 12:00 UTC from <code>203.0.113.7</code>",
-        'Read and write<br> <span class="muted">any address</span>',
-        "owner@example.com",
+        "2030-03-01 12:00 UTC from 203.0.113.7",
+        "Read and write any address",
     ]
+    assert f'<span class="badge token-state valid" id="token-state-{token.id}">Valid</span>' in row
 
 
 # --- the request log ------------------------------------------------------------------------
