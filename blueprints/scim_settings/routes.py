@@ -183,20 +183,29 @@ def reveal_token(token_id: int):
     return _token_panel(token, mode="revealed", token=secret)
 
 
+def _passphrase_first(token, mode: str):
+    """What a token action answers until the passphrase is confirmed: its form in the
+    token's panel (GET), or the connector panel with the form and its error (a wrong
+    one); None once it is right."""
+    form = ConfirmPassphraseForm()
+    if request.method == "GET":
+        return _token_panel(token, mode=mode, passphrase_form=form)
+    if not reauthenticated(form):
+        return _panel(
+            422, connector=token.connector, active_id=token.id, mode=mode, passphrase_form=form
+        )
+    return None
+
+
 @bp.route("/tokens/<id:token_id>/refresh", methods=["GET", "POST"])
 @admin_required
 def refresh_token(token_id: int):
     """Refresh Token: a new secret on the same URL, the old one kept for the grace period;
     the connector's other tokens are untouched."""
     token = _live_token(token_id)
-    form = ConfirmPassphraseForm()
-    if request.method == "GET":
-        return _token_panel(token, mode="refresh", passphrase_form=form)
+    if (asked := _passphrase_first(token, "refresh")) is not None:
+        return asked
     connector = token.connector
-    if not reauthenticated(form):
-        return _panel(
-            422, connector=connector, active_id=token.id, mode="refresh", passphrase_form=form
-        )
     issued = service.refresh(db.session, connector, token, current_user, utcnow())
     return _panel(connector=connector, active_id=token.id, mode="refreshed", token=issued.token)
 
@@ -206,16 +215,12 @@ def refresh_token(token_id: int):
 def revoke_token(token_id: int):
     """Revoke: the token is refused at once; the others keep working."""
     token = _live_token(token_id)
-    form = ConfirmPassphraseForm()
-    if request.method == "GET":
-        return _token_panel(token, mode="revoke", passphrase_form=form)
-    connector = token.connector
-    if not reauthenticated(form):
-        return _panel(
-            422, connector=connector, active_id=token.id, mode="revoke", passphrase_form=form
-        )
-    service.revoke(db.session, connector, token, current_user, utcnow())
-    return _panel(connector=connector, notice=f"Token “{token.name}” revoked: it is refused now.")
+    if (asked := _passphrase_first(token, "revoke")) is not None:
+        return asked
+    service.revoke(db.session, token.connector, token, current_user, utcnow())
+    return _panel(
+        connector=token.connector, notice=f"Token “{token.name}” revoked: it is refused now."
+    )
 
 
 @bp.route("/tokens/<id:token_id>/access", methods=["GET", "POST"])

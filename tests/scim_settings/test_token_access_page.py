@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from blueprints.scim_settings import connector as service
-from models import AuditEvent, ScimToken, utcnow
+from models import AuditEvent, utcnow
 from tests import factories
 from tests.scim_settings.test_page import HTMX, PAGE, WRONG, _emails, _fragment, _token
 from tests.scim_settings.test_tokens_page import _named, _row
@@ -205,28 +205,3 @@ def test_an_unchanged_form_records_nothing(client, session, enabled):
         session.scalar(select(AuditEvent).where(AuditEvent.action == "scim.token_access_changed"))
         is None
     )
-
-
-def test_access_of_another_accounts_token_is_404(client, session, enabled, other_token):
-    assert client.get(f"{PAGE}/tokens/{other_token.id}/access", headers=HTMX).status_code == 404
-    response = _access(client, other_token.id, "203.0.113.0/24")
-    assert response.status_code == 404
-    session.expire_all()
-    assert session.get(ScimToken, other_token.id).allowed_networks is None
-
-
-@pytest.fixture
-def other_token(session):
-    """A token of another account's connector."""
-    other = factories.make_account(session, name="Other")
-    other_owner = factories.make_user(session, other, "owner@other.test", role="owner")
-    factories.make_domain(session, other, "other.test", verified=True)
-    from models import SsoConnection
-
-    session.add(
-        SsoConnection(account_id=other.id, public_id="sso-o", protocol="oidc", enabled=True)
-    )
-    session.commit()
-    issued = service.enable(session, other.id, other_owner, "okta", "365", utcnow())
-    session.commit()
-    return issued.scim_token

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from blueprints.scim_settings import connector as service
-from models import AuditEvent, ScimToken, utcnow
+from models import AuditEvent, ScimToken
 from tests import factories
+from tests.scim_api.conftest import other_issued  # noqa: F401
 from tests.scim_settings.test_page import (
     HTMX,
     PAGE,
@@ -242,26 +243,23 @@ def test_reveal_and_refresh_act_on_their_own_token(client, session, enabled):
     assert _named(session, "Default").token_hash == service.token_hash(enabled)
 
 
-def test_a_token_of_another_account_is_404_on_this_page(client, session, enabled):
-    other = factories.make_account(session, name="Other")
-    theirs_owner = factories.make_user(session, other, "boss@example.org", role="owner")
-    factories.make_domain(session, other, "example.org", verified=True)
-    from models import SsoConnection
-
-    session.add(
-        SsoConnection(account_id=other.id, public_id="sso-o", protocol="oidc", enabled=True)
-    )
-    session.commit()
-    theirs = service.enable(session, other.id, theirs_owner, "okta", "90", utcnow())
-    session.commit()
-
-    for action in ("reveal", "refresh", "revoke"):
+def test_a_token_of_another_account_is_404_on_this_page(
+    client,
+    session,
+    enabled,
+    other_issued,  # noqa: F811
+):
+    theirs = other_issued
+    for action in ("reveal", "refresh", "revoke", "access"):
         url = f"{PAGE}/tokens/{theirs.scim_token.id}/{action}"
         assert client.get(url, headers=HTMX).status_code == 404
-        response = client.post(url, data={"passphrase": factories.PASSPHRASE}, headers=HTMX)
+        data = {"passphrase": factories.PASSPHRASE, "access-passphrase": factories.PASSPHRASE}
+        response = client.post(url, data=data | {"access-read_only": "y"}, headers=HTMX)
         assert response.status_code == 404
         assert theirs.token not in response.get_data(as_text=True)
     assert _accepted(session, theirs.connector, theirs.token) is None
+    session.expire_all()
+    assert session.get(ScimToken, theirs.scim_token.id).read_only is False
 
 
 def test_every_credential_event_is_audited_naming_the_token_never_its_secret(
