@@ -7,6 +7,7 @@ than widen them."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 from flask_migrate import downgrade, upgrade
@@ -87,17 +88,27 @@ def _get(client, token: str):
     )
 
 
-def test_one_token_connector_becomes_default_token_and_its_idp_notices_nothing(scratch_url):  # noqa: F811
+@contextmanager
+def _upgraded(url: str, now):
+    """A scratch database as the one-token schema held it (`_seed_one_token_schema`),
+    upgraded to the head; the app, inside its context."""
     from app import create_app, db
 
-    app = create_app(_test_config(scratch_url))
-    now = utcnow()
+    app = create_app(_test_config(url))
     with app.app_context():
         upgrade(revision=BEFORE)
         with db.engine.begin() as conn:
             _seed_one_token_schema(conn, now)
         upgrade()
         db.session.remove()
+        yield app
+
+
+def test_one_token_connector_becomes_default_token_and_its_idp_notices_nothing(scratch_url):  # noqa: F811
+    from app import db
+
+    now = utcnow()
+    with _upgraded(scratch_url, now) as app:
         with db.engine.connect() as conn:
             migrated_addr = conn.execute(text("SELECT last_used_addr FROM scim_token")).scalar()
         assert migrated_addr == "198.51.100.20"  # the last address the request log saw
@@ -147,16 +158,10 @@ def test_one_token_connector_becomes_default_token_and_its_idp_notices_nothing(s
 def test_downgrading_token_access_revokes_restricted_tokens_rather_than_widen_them(
     scratch_url,  # noqa: F811
 ):
-    from app import create_app, db
+    from app import db
 
-    app = create_app(_test_config(scratch_url))
     now = utcnow()
-    with app.app_context():
-        upgrade(revision=BEFORE)
-        with db.engine.begin() as conn:
-            _seed_one_token_schema(conn, now)
-        upgrade()
-        db.session.remove()
+    with _upgraded(scratch_url, now) as app:
         owner = db.session.get(User, 1)
         [default] = db.session.scalars(select(ScimToken)).all()
         connector = default.connector
