@@ -77,12 +77,17 @@ def _batch(session, run: TeamRuleRun, now: datetime, size: int) -> bool:
         )
         session.commit()
         return False
-    applied = rules.apply(
-        session,
-        account_id,
-        lambda member: and_(member.id > last, member.id <= upper),
-        strict=False,
-    )
+    try:
+        applied = rules.apply(
+            session,
+            account_id,
+            lambda member: and_(member.id > last, member.id <= upper),
+            strict=False,
+        )
+    except rules.NoSeats:
+        # A concurrent writer took the seats counted for this batch: the next run retries.
+        session.rollback()
+        return False
     moved = session.execute(
         update(TeamRuleRun)
         .where(guard)

@@ -93,25 +93,23 @@ def _ruled(member, account_id: int, scope):
     )
 
 
-def _take(session, account_id: int, seats: int) -> bool:
-    """Count `seats` more licences in use, if the limit allows all of them."""
+def _count_seats(session, account_id: int, delta: int) -> bool:
+    """Add `delta` to the seats in use: one guarded UPDATE, which a positive `delta`
+    passes only if the limit allows it (False: nothing changed)."""
+    if delta == 0:
+        return True
+    guard = (
+        Account.seats_used + delta <= Account.seat_limit
+        if delta > 0
+        else Account.seats_used + delta >= 0
+    )
     statement = (
         update(Account)
-        .where(Account.id == account_id, Account.seats_used + seats <= Account.seat_limit)
-        .values(seats_used=Account.seats_used + seats)
+        .where(Account.id == account_id, guard)
+        .values(seats_used=Account.seats_used + delta)
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1
-
-
-def _give_back(session, account_id: int, seats: int) -> None:
-    if seats:
-        session.execute(
-            update(Account)
-            .where(Account.id == account_id, Account.seats_used >= seats)
-            .values(seats_used=Account.seats_used - seats)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def _free_seats(session, account_id: int) -> int:
@@ -123,10 +121,15 @@ def _free_seats(session, account_id: int) -> int:
 
 def apply(session, account_id: int, scope, strict: bool) -> Applied:
     """Give the ruled memberships in `scope(member)` (a condition on a Membership entity)
-    the role and licence their first rule says. Licences are taken back first (their
-    seats free up for the others), then given. `strict`: no seat for everyone who needs
-    one raises NoSeats (the caller rolls back); otherwise as many as the seats allow, in
-    id order, and the rest are counted in `unlicensed`."""
+    the role and licence their first rule says, and count the seats.
+
+    The memberships are written first and the account's seat counter last, in one guarded
+    UPDATE of the net change (licences taken back free seats for those given), so every
+    writer locks membership rows before the account row, as a SCIM create does (no
+    deadlock between them on PostgreSQL). `strict`: a licence for everyone who needs one,
+    or NoSeats (the caller rolls back). Otherwise as many as the seats left allow, in id
+    order, the rest counted in `unlicensed`; NoSeats then means a concurrent writer took
+    seats in between (roll back and try again)."""
     m = Membership
     where = _ruled(m, account_id, scope(m))
     role, licensed = _wanted(m)
@@ -143,7 +146,6 @@ def apply(session, account_id: int, scope, strict: bool) -> Applied:
         .values(licensed=False)
         .execution_options(synchronize_session=False)
     ).rowcount
-    _give_back(session, account_id, done.lost)
 
     # Who should hold a licence and doesn't: an alias, since the UPDATE below picks them
     # by a subquery on its own table.
@@ -155,29 +157,23 @@ def apply(session, account_id: int, scope, strict: bool) -> Applied:
         other.licensed.is_(False),
         wants_licence == true(),
     )
-    need = session.scalar(select(func.count()).select_from(needy.subquery()))
-    if not need:
-        return done
-    seats = need
-    if not _take(session, account_id, need):
-        if strict:
-            raise NoSeats()
-        seats = 0
-        for _ in range(3):  # the seats left, unless a concurrent taker got there first
-            free = min(_free_seats(session, account_id), need)
-            if free == 0 or _take(session, account_id, free):
-                seats = free
-                break
-    if seats:
-        chosen = needy.order_by(other.id).limit(seats).scalar_subquery()
+    if strict:
+        licensing = needy
+        need = None
+    else:
+        need = session.scalar(select(func.count()).select_from(needy.subquery()))
+        seats = min(need, _free_seats(session, account_id) + done.lost)
+        licensing = needy.order_by(other.id).limit(seats) if seats < need else needy
+    if need != 0:
         done.gained = session.execute(
             update(m)
-            .where(m.id.in_(chosen), m.licensed.is_(False))
+            .where(m.id.in_(licensing.scalar_subquery()), m.licensed.is_(False))
             .values(licensed=True)
             .execution_options(synchronize_session=False)
         ).rowcount
-        _give_back(session, account_id, seats - done.gained)
-    done.unlicensed = need - done.gained
+    done.unlicensed = (need or 0) - done.gained if need is not None else 0
+    if not _count_seats(session, account_id, done.gained - done.lost):
+        raise NoSeats()
     return done
 
 

@@ -32,14 +32,14 @@ def test_owner_adds_a_rule_sees_progress_then_the_members_role(
     page.evaluate("window.__marker = 1")
     rules.get_by_role("button", name="Add rule").click()
 
-    expect(page.locator("#rule-progress")).to_contain_text("Applying to 1 members…")
+    expect(page.locator("#rule-progress")).to_contain_text("Applying to 1 member…")
     expect(page.locator("#team-rules .rule-team")).to_have_text(["Admins"])
     assert page.evaluate("window.__marker") == 1  # swapped in place, no page load
 
     app_module.run_job(app, "apply-team-rules")
     # The progress polls itself: it says so without a reload.
     expect(page.locator("#rule-progress")).to_contain_text(
-        "Rules applied to 1 members", timeout=8000
+        "Rules applied to 1 member ", timeout=8000
     )
 
     page.goto("/enterprise/members?q=alan")

@@ -69,7 +69,7 @@ def test_owner_adds_a_rule_and_sees_it_applying(as_owner, session, account, admi
     assert order(session, account) == ["Admins"]
     [event] = events(session, "team_rule.added")
     assert event.target == "Admins" and event.detail["role"] == "co-owner"
-    assert "Applying to 1 members…" in text
+    assert "Applying to 1 member…" in text
     assert 'hx-trigger="every 2s"' in text
     # Not before the job: the IdP's change and the job apply rules, the page doesn't.
     session.expire_all()
@@ -84,7 +84,7 @@ def test_job_applies_the_rule_and_progress_says_so(app, as_owner, session, accou
     progress = as_owner.get(f"{RULES}/progress")
     text = progress.get_data(as_text=True)
     assert progress.status_code == 200 and 'id="rule-progress"' in text
-    assert "Rules applied to 1 members" in text and "every 2s" not in text
+    assert "Rules applied to 1 member " in text and "every 2s" not in text
 
 
 def test_change_move_and_remove_are_audited(as_owner, session, account, admins, contractors):

@@ -324,3 +324,38 @@ def test_two_runs_at_once_do_not_count_seats_twice(app, scim, session, ready, ru
     roles = session.scalars(select(Membership.role).where(Membership.scim_id.like("bulk-%")))
     assert set(roles) == {"co-owner"}
     assert session.scalar(select(TeamRuleRun.applied_generation)) == 1
+
+
+def test_re_evaluating_a_group_write_costs_the_same_statements_for_30_or_3000_members(
+    app, scim, session, ready
+):
+    """No loop over members in Python: a ruled team's write re-evaluates its members in a
+    fixed number of statements (per 5,000 ids)."""
+    from sqlalchemy import event
+
+    from app import db
+
+    staff = new_group(scim, "Staff")
+    _bulk_members(session, ready, team_id(session, staff), 3000)
+    add_rule(session, ready, staff, "co-owner", False)
+    ids = session.scalars(
+        select(Membership.id).where(Membership.scim_id.like("bulk-%")).order_by(Membership.id)
+    ).all()
+    counted = [0]
+
+    def count(*_):
+        counted[0] += 1
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        costs = []
+        for chosen in (ids[:30], ids[30:]):
+            counted[0] = 0
+            done = rules.apply_to_ids(session, ready.id, chosen, strict=True)
+            costs.append(counted[0])
+            assert done.roles == len(chosen) and done.lost == len(chosen)
+        session.commit()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert costs[1] <= costs[0] <= 5  # the first also opens the write transaction
+    assert seats_consistent(session, ready.id) == (1, 1)
