@@ -9,6 +9,8 @@ member's row and answer with the row as it now is.
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import (
     Blueprint,
     abort,
@@ -66,6 +68,18 @@ def _scim_enabled() -> bool:
     return g.members_scim_enabled
 
 
+def _ruled() -> bool:
+    """Whether team rules decide the SCIM members' roles: asked once per request."""
+    if "members_ruled" not in g:
+        g.members_ruled = rules.has_rules(db.session, _account_id())
+    return g.members_ruled
+
+
+def _actions():
+    """The row buttons' function, knowing whether team rules are on."""
+    return partial(services.actions, ruled=_ruled())
+
+
 def _list_context(filters: Filters, team=None) -> dict:
     session = db.session
     account = session.get(Account, _account_id())
@@ -75,7 +89,7 @@ def _list_context(filters: Filters, team=None) -> dict:
         "filters": filters,
         "team_choices": services.team_choices(session, account.id),
         "partial": request_is_partial(),
-        "actions": services.actions,
+        "actions": _actions(),
         "meter": services.seat_meter(account),
         "scim_enabled": _scim_enabled(),
         "team": team,
@@ -322,7 +336,7 @@ def _row_context(member, **extra) -> dict:
             "row": services.member_row(db.session, member, _scim_enabled()),
             "actor": _actor(),
             "labels": LABELS,
-            "actions": services.actions,
+            "actions": _actions(),
             "scim_enabled": _scim_enabled(),
         }
         | extra
@@ -342,7 +356,7 @@ def _member_action(membership_id: int, action: str):
     (or why it was refused, in the row)."""
     member = _member_or_404(membership_id)
     form = ConfirmPassphraseForm()
-    problem = services.allowed(_actor(), member, action, _scim_enabled())
+    problem = services.allowed(_actor(), member, action, _scim_enabled(), _ruled())
     status = 200
     if request.method == "POST":
         status = 422

@@ -174,3 +174,19 @@ def test_another_accounts_rule_is_404(as_owner, session, account, owner):
     session.commit()
     assert as_owner.post(f"{RULES}/{rule.id}/remove").status_code == 404
     assert session.get(TeamRule, rule.id) is not None
+
+
+def test_with_rules_an_idp_members_role_is_not_changed_by_hand(
+    as_owner, session, account, admins, alan
+):
+    """The rules would undo it: Make co-owner is disabled with the reason, and refused."""
+    add(as_owner, admins)
+    page = as_owner.get("/enterprise/members").get_data(as_text=True)
+    assert "Team rules decide the roles of your identity provider" in page
+    response = as_owner.post(
+        f"/enterprise/members/{alan.id}/make-co-owner", data={"passphrase": factories.PASSPHRASE}
+    )
+    assert response.status_code == 422
+    assert "Team rules decide the roles" in response.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(Membership, alan.id).role == "member"
