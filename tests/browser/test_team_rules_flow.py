@@ -4,6 +4,9 @@ on the Members page."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -13,6 +16,8 @@ from tests.browser.test_members_flow import sign_in
 from tests.members.conftest import make_team, scim_member
 
 pytestmark = pytest.mark.browser
+
+SCREENSHOT = Path(tempfile.gettempdir()) / "team_rules.png"  # /tmp/team_rules.png, to look at
 
 
 def test_owner_adds_a_rule_sees_progress_then_the_members_role(
@@ -35,6 +40,7 @@ def test_owner_adds_a_rule_sees_progress_then_the_members_role(
     expect(page.locator("#rule-progress")).to_contain_text("Applying to 1 member…")
     expect(page.locator("#team-rules .rule-team")).to_have_text(["Admins"])
     assert page.evaluate("window.__marker") == 1  # swapped in place, no page load
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     app_module.run_job(app, "apply-team-rules")
     # The progress polls itself: it says so without a reload.
