@@ -29,6 +29,7 @@ from blueprints.common.web import (
     install_request_hooks,
 )
 from blueprints.domains import jobs as domain_jobs
+from blueprints.members import jobs as member_jobs
 from blueprints.scim_settings import jobs as scim_jobs
 from blueprints.sso import jobs as sso_jobs
 
@@ -122,6 +123,11 @@ JOBS: dict[str, tuple[Callable, dict, int]] = {
         scim_jobs.alert_provisioning,
         {"trigger": "cron", "minute": 23},
         600,
+    ),
+    "apply-team-rules": (
+        member_jobs.apply_team_rules,
+        {"trigger": "interval", "seconds": 60},
+        900,
     ),
     "recheck-domains": (
         domain_jobs.recheck_verified,

@@ -267,6 +267,48 @@ class TeamMember(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class TeamRule(db.Model):
+    """A team rule (SPEC F12): members of a SCIM-managed team get `role` ("co-owner" or
+    "member") and hold a licence or not. Rules are ordered by `position`; the first rule
+    whose team a member is in decides (blueprints.members.rules)."""
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "team_id", name="uq_team_rule_account_team"),
+        Index("ix_team_rule_account_position", "account_id", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(20))  # co-owner|member
+    licensed: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    team: Mapped[Team] = relationship()
+
+
+class TeamRuleRun(db.Model):
+    """Re-applying an account's team rules to every SCIM member, in batches (the
+    `apply-team-rules` job). A rule change bumps `generation`; the job works while
+    `applied_generation` is behind it, keyset by membership id (`last_id`)."""
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    running_generation: Mapped[int] = mapped_column(Integer, default=0)  # the pass under way
+    applied_generation: Mapped[int] = mapped_column(Integer, default=0)  # the last finished
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    unlicensed: Mapped[int] = mapped_column(Integer, default=0)  # left without a seat
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Domain(db.Model):
     """An email domain an account claims, proven by a DNS TXT record (SPEC F2)."""
 

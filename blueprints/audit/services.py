@@ -88,6 +88,12 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("member.revoke_co_owner", "Co-owner made member"),
         ("membership.invitation_accepted", "Invitation accepted"),
     ],
+    "Team rules": [
+        ("team_rule.added", "Team rule added"),
+        ("team_rule.changed", "Team rule changed"),
+        ("team_rule.moved", "Team rule moved"),
+        ("team_rule.removed", "Team rule removed"),
+    ],
 }
 LABELS = {action: label for group in ACTIONS.values() for action, label in group}
 _CURSOR = re.compile(r"(\d{1,20})\.(\d{1,12})")  # microseconds since the epoch . event id

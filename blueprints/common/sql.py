@@ -61,19 +61,25 @@ def insert_or_ignore(session, table: Table, values: dict, key: list[str]) -> boo
     return execute(session, statement, values).first() is not None
 
 
-def upsert_rows(session, table: Table, rows: list[dict], key: list[str], update, where) -> int:
+def upsert_rows(
+    session, table: Table, rows: list[dict], key: list[str], update, where, collect=None
+) -> int:
     """INSERT … ON CONFLICT (key) DO UPDATE SET update(excluded) WHERE where(excluded), in
     multi-row statements. Returns how many rows went in or were changed (RETURNING counts
-    them: the rowcount of such a statement is not reliable on psycopg)."""
+    them: the rowcount of such a statement is not reliable on psycopg). `collect`, a
+    list, gets the last key column of each of those rows."""
     insert = _insert(session.get_bind().dialect.name)
-    first_pk = next(iter(table.primary_key.columns))
+    returned = table.c[key[-1]] if collect is not None else next(iter(table.primary_key.columns))
     changed = 0
     for start in range(0, len(rows), 500):
         statement = insert(table).values(rows[start : start + 500])
         statement = statement.on_conflict_do_update(
             index_elements=key, set_=update(statement.excluded), where=where(statement.excluded)
         )
-        changed += len(execute(session, statement.returning(first_pk)).all())
+        values = execute(session, statement.returning(returned)).scalars().all()
+        changed += len(values)
+        if collect is not None:
+            collect.extend(values)
     return changed
 
 

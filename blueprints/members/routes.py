@@ -9,6 +9,8 @@ member's row and answer with the row as it now is.
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import (
     Blueprint,
     abort,
@@ -31,9 +33,10 @@ from blueprints.common.htmx import (
     render_page_or_fragment,
     request_is_partial,
 )
-from blueprints.members import services
+from blueprints.members import rules, services
+from blueprints.members.forms import AddRuleForm, ChangeRuleForm, MoveRuleForm, RemoveRuleForm
 from blueprints.members.services import ActionRefused, Filters
-from models import Account
+from models import Account, utcnow
 
 bp = Blueprint("members", __name__, url_prefix="/enterprise/members")
 
@@ -65,6 +68,18 @@ def _scim_enabled() -> bool:
     return g.members_scim_enabled
 
 
+def _ruled() -> bool:
+    """Whether team rules decide the SCIM members' roles: asked once per request."""
+    if "members_ruled" not in g:
+        g.members_ruled = rules.has_rules(db.session, _account_id())
+    return g.members_ruled
+
+
+def _actions():
+    """The row buttons' function, knowing whether team rules are on."""
+    return partial(services.actions, ruled=_ruled())
+
+
 def _list_context(filters: Filters, team=None) -> dict:
     session = db.session
     account = session.get(Account, _account_id())
@@ -74,7 +89,7 @@ def _list_context(filters: Filters, team=None) -> dict:
         "filters": filters,
         "team_choices": services.team_choices(session, account.id),
         "partial": request_is_partial(),
-        "actions": services.actions,
+        "actions": _actions(),
         "meter": services.seat_meter(account),
         "scim_enabled": _scim_enabled(),
         "team": team,
@@ -105,11 +120,163 @@ def index():
 @bp.get("/teams")
 @admin_required
 def teams():
+    """The account's teams, and the team rules (SPEC F12: owners change them)."""
     return render_template(
         "members/teams.html",
         teams=services.list_teams(db.session, _account_id()),
         scim_enabled=_scim_enabled(),
+        **_rules_context(),
     )
+
+
+# --- team rules (SPEC F12) --------------------------------------------------------------------
+
+
+def _owner_only() -> None:
+    """Team rules are the owners' (not co-owners'): others get 403, as for the owner-only
+    member actions."""
+    if _actor().role != "owner":
+        abort(403)
+
+
+def _add_form(bound: bool = False) -> AddRuleForm:
+    """The Add rule form: bound to the request's form data (to check it), or empty."""
+    form = AddRuleForm() if bound else AddRuleForm(formdata=None)
+    form.team.choices = [
+        (str(team_id), name) for team_id, name in rules.team_choices(db.session, _account_id())
+    ]
+    return form
+
+
+def _change_form(rule, formdata=None) -> ChangeRuleForm:
+    return ChangeRuleForm(
+        formdata=formdata,
+        prefix=f"rule-{rule.id}",
+        role=rule.role,
+        licence="licensed" if rule.licensed else "none",
+    )
+
+
+def _rules_context(add_form=None, changed=None, problem=None) -> dict:
+    """What the rules panel shows; `changed` is a (rule id, form) whose errors it shows."""
+    session = db.session
+    listed = rules.list_rules(session, _account_id())
+    forms = {rule.id: _change_form(rule) for rule in listed}
+    if changed is not None:
+        forms[changed[0]] = changed[1]
+    return {
+        "rules": listed,
+        "rule_forms": forms,
+        "add_form": add_form or _add_form(),
+        "progress": rules.progress(session, _account_id()),
+        "can_edit_rules": _actor().role == "owner",
+        "rule_problem": problem,
+    }
+
+
+def _rules_panel(status: int = 200, **context):
+    return render_fragment("members/_team_rules.html", status, **_rules_context(**context))
+
+
+def _rule_or_404(rule_id: int):
+    rule = rules.get_rule(db.session, _account_id(), rule_id)
+    if rule is None:
+        abort(404)
+    return rule
+
+
+@bp.get("/teams/rules")
+@admin_required
+def team_rules():
+    """The rules panel again (Cancel, and after a change elsewhere)."""
+    return _rules_panel()
+
+
+@bp.get("/teams/rules/progress")
+@admin_required
+def rule_progress():
+    """Where re-applying the rules stands; htmx polls it while it runs."""
+    return render_fragment(
+        "members/_rule_progress.html", progress=rules.progress(db.session, _account_id())
+    )
+
+
+@bp.post("/teams/rules")
+@admin_required
+def add_rule():
+    """A new rule, last in the list; the job applies it to everyone."""
+    _owner_only()
+    form = _add_form(bound=True)
+    if form.validate():
+        try:
+            rules.add_rule(
+                db.session,
+                _actor(),
+                int(form.team.data),
+                form.role.data,
+                form.licensed,
+                utcnow(),
+                request.remote_addr,
+            )
+        except rules.RuleRefused as refused:
+            db.session.rollback()
+            getattr(form, refused.field).errors.append(str(refused))
+        else:
+            return _rules_panel()
+    return _rules_panel(422, add_form=form)
+
+
+@bp.post("/teams/rules/<id:rule_id>")
+@admin_required
+def change_rule(rule_id: int):
+    """A rule's role and licence use."""
+    _owner_only()
+    rule = _rule_or_404(rule_id)
+    form = _change_form(rule, request.form)
+    if form.validate():
+        try:
+            rules.change_rule(
+                db.session,
+                _actor(),
+                rule,
+                form.role.data,
+                form.licensed,
+                utcnow(),
+                request.remote_addr,
+            )
+        except rules.RuleRefused as refused:
+            db.session.rollback()
+            getattr(form, refused.field).errors.append(str(refused))
+        else:
+            return _rules_panel()
+    return _rules_panel(422, changed=(rule_id, form))
+
+
+@bp.post("/teams/rules/<id:rule_id>/move")
+@admin_required
+def move_rule(rule_id: int):
+    """Up or down one place: the first rule whose team a member is in wins."""
+    _owner_only()
+    rule = _rule_or_404(rule_id)
+    form = MoveRuleForm()
+    if not form.validate():
+        return _rules_panel(422, problem="Move a rule up or down.")
+    rules.move_rule(
+        db.session, _actor(), rule, form.direction.data == "up", utcnow(), request.remote_addr
+    )
+    return _rules_panel()
+
+
+@bp.post("/teams/rules/<id:rule_id>/remove")
+@admin_required
+def remove_rule(rule_id: int):
+    """The rule goes; its team's members get what the other rules say (by the job)."""
+    _owner_only()
+    rule = _rule_or_404(rule_id)
+    if not RemoveRuleForm().validate():
+        return _rules_panel(422, problem="The page expired: reload it and try again.")
+    rules.remove_rule(db.session, _actor(), rule, utcnow(), request.remote_addr)
+    return _rules_panel()
 
 
 @bp.get("/teams/<id:team_id>")
@@ -169,7 +336,7 @@ def _row_context(member, **extra) -> dict:
             "row": services.member_row(db.session, member, _scim_enabled()),
             "actor": _actor(),
             "labels": LABELS,
-            "actions": services.actions,
+            "actions": _actions(),
             "scim_enabled": _scim_enabled(),
         }
         | extra
@@ -189,7 +356,7 @@ def _member_action(membership_id: int, action: str):
     (or why it was refused, in the row)."""
     member = _member_or_404(membership_id)
     form = ConfirmPassphraseForm()
-    problem = services.allowed(_actor(), member, action, _scim_enabled())
+    problem = services.allowed(_actor(), member, action, _scim_enabled(), _ruled())
     status = 200
     if request.method == "POST":
         status = 422

@@ -26,6 +26,7 @@ from sqlalchemy.orm import contains_eager
 
 from blueprints.common import audit, seats
 from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
+from blueprints.members import rules
 from models import Account, Membership, ScimConnector, Team, TeamMember, User, search_fold
 
 PAGE_SIZE = 50
@@ -332,8 +333,11 @@ def member_row(session, member: Membership, scim_enabled: bool) -> Row:
 ACTIONS = ("deactivate", "reactivate", "remove", "make-co-owner", "revoke-co-owner")
 
 
-def allowed(actor: Membership, member: Membership, action: str, scim_enabled: bool) -> str | None:
-    """None when `actor` may do `action` to `member`; else why not (shown to them)."""
+def allowed(
+    actor: Membership, member: Membership, action: str, scim_enabled: bool, ruled: bool = False
+) -> str | None:
+    """None when `actor` may do `action` to `member`; else why not (shown to them).
+    `ruled`: the account has team rules, which decide its SCIM members' roles (SPEC F12)."""
     if member.id == actor.id:
         return "You can't change your own membership; ask another owner."
     if member.role == "owner" and actor.role != "owner":
@@ -343,6 +347,11 @@ def allowed(actor: Membership, member: Membership, action: str, scim_enabled: bo
             return "Only an owner can make or take back co-owners."
         if member.role == "owner":
             return "Owners keep their role."
+        if ruled and member.source == "scim":
+            return (
+                "Team rules decide the roles of your identity provider's members: "
+                "change them on the Teams tab."
+            )
         if action == "make-co-owner" and (member.role != "member" or member.status != "active"):
             return "Only an active member can be made a co-owner."
         if action == "revoke-co-owner" and member.role != "co-owner":
@@ -357,7 +366,9 @@ def allowed(actor: Membership, member: Membership, action: str, scim_enabled: bo
     return None
 
 
-def actions(actor: Membership, row: Row, scim_enabled: bool) -> list[tuple[str, str | None]]:
+def actions(
+    actor: Membership, row: Row, scim_enabled: bool, ruled: bool = False
+) -> list[tuple[str, str | None]]:
     """The buttons of a member's row: (action, None) or (action, why it is disabled)."""
     member = row.membership
     if member.id == actor.id:
@@ -368,7 +379,7 @@ def actions(actor: Membership, row: Row, scim_enabled: bool) -> list[tuple[str, 
         wanted.append("make-co-owner")
     elif actor.role == "owner" and member.role == "co-owner":
         wanted.append("revoke-co-owner")
-    return [(action, allowed(actor, member, action, scim_enabled)) for action in wanted]
+    return [(action, allowed(actor, member, action, scim_enabled, ruled)) for action in wanted]
 
 
 def team_choices(session, account_id: int) -> list[tuple[int, str]]:
@@ -390,7 +401,9 @@ def perform(
 ) -> None:
     """Do `action` to `member` (the caller checked the passphrase), or ActionRefused.
     Written with its audit event, for the caller to commit."""
-    problem = allowed(actor, member, action, scim_enabled)
+    problem = allowed(
+        actor, member, action, scim_enabled, rules.has_rules(session, member.account_id)
+    )
     last_owner = member.role == "owner" and not other_active_owner(session, member)
     if problem is None and action in ("deactivate", "remove") and last_owner:
         problem = "The account needs an owner: make another member an owner first."

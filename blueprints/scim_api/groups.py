@@ -14,6 +14,12 @@ from syncing the group for everyone else. `members[].display` is kept as the IdP
 PATCH operations are split by patch.py: those on `members` become those statements here;
 the others go through scim2-models on a member-less copy of the team. Nothing here
 commits (the request's unit of work does).
+
+Team rules (SPEC F12, blueprints/members/rules.py): a write to a team an owner made a rule
+for re-evaluates the role and licence of the members it added and removed (their ids come
+back from the INSERT's and DELETE's RETURNING), in the same transaction; licences the
+seats can't cover refuse the whole request with the licence-limit 403, so nothing is half
+applied. A write to a team without a rule changes no role or licence, and costs one probe.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from scim2_models import Context, NotFoundException, UniquenessException
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from blueprints.common.sql import upsert_rows
+from blueprints.common.sql import execute, upsert_rows
+from blueprints.members import rules
 from blueprints.scim_api import filters, provisioning
 from blueprints.scim_api import patch as patching
 from blueprints.scim_api.query import descending, page, wants
@@ -153,9 +160,12 @@ def _resolve_members(session, account_id: int, members) -> tuple[list[dict], lis
     return rows, list(dict.fromkeys(skipped))
 
 
-def _add_members(session, team: Team, rows: list[dict], now: datetime, replace: bool) -> int:
+def _add_members(
+    session, team: Team, rows: list[dict], now: datetime, replace: bool, touched=None
+) -> int:
     """Insert the members not in the team yet, and write the display of those who are
-    (on `add`, only a display that was sent); how many rows changed."""
+    (on `add`, only a display that was sent); how many rows changed. `touched` (a list, for
+    a ruled team) gets their membership ids."""
     if not rows:
         return 0
     table = TeamMember.__table__
@@ -171,14 +181,20 @@ def _add_members(session, team: Team, rows: list[dict], now: datetime, replace: 
         ["team_id", "membership_id"],
         update=lambda excluded: {"display": excluded.display},
         where=changed_display,
+        collect=touched,
     )
 
 
-def _remove_members(session, team: Team, condition=None) -> int:
-    """How many members were removed."""
+def _remove_members(session, team: Team, condition=None, touched=None) -> int:
+    """How many members were removed; `touched` (a list, for a ruled team) gets their
+    membership ids."""
     statement = delete(TeamMember).where(TeamMember.team_id == team.id)
     if condition is not None:
         statement = statement.where(condition)
+    if touched is not None:
+        removed = execute(session, statement.returning(TeamMember.membership_id)).scalars().all()
+        touched.extend(removed)
+        return len(removed)
     return session.execute(statement.execution_options(synchronize_session=False)).rowcount
 
 
@@ -197,13 +213,30 @@ def _bump(session, team: Team, now: datetime) -> None:
     set_committed_value(team, "updated_at", updated_at)
 
 
-def _set_members(session, team: Team, rows: list[dict], now: datetime) -> tuple[int, int]:
+def _set_members(
+    session, team: Team, rows: list[dict], now: datetime, touched=None
+) -> tuple[int, int]:
     """Make `rows` the team's whole member list (PUT, PATCH replace): (added or display
     changed, removed)."""
     keep = [r["membership_id"] for r in rows]
     condition = TeamMember.membership_id.not_in(keep) if keep else None
-    removed = _remove_members(session, team, condition)
-    return _add_members(session, team, rows, now, replace=True), removed
+    removed = _remove_members(session, team, condition, touched)
+    return _add_members(session, team, rows, now, replace=True, touched=touched), removed
+
+
+def _ruled(session, team: Team) -> list | None:
+    """A list to collect the members a write touches when a rule names `team`, else None."""
+    return [] if rules.team_ruled(session, team.id) else None
+
+
+def _apply_rules(session, team: Team, touched: list | None) -> None:
+    """The team rules for the members a write added or removed, now (SPEC F12)."""
+    if not touched:
+        return
+    try:
+        rules.apply_to_ids(session, team.account_id, touched, strict=True)
+    except rules.NoSeats:
+        raise provisioning.licence_limit() from None
 
 
 def _attributes(team: Team) -> dict:
@@ -261,13 +294,17 @@ def replace(
     _check_unique(session, team)
     rows, skipped = _resolve_members(session, connector.account_id, group_members(resource))
     session.flush()
-    added, removed = _set_members(session, team, rows, now)
+    touched = _ruled(session, team)
+    added, removed = _set_members(session, team, rows, now, touched)
+    _apply_rules(session, team, touched)
     _bump(session, team, now)
     _audit(session, team, before, now, added, removed)
     return team, skipped
 
 
-def _members_op(session, team: Team, operation: patching.MembersOp, now: datetime) -> tuple:
+def _members_op(
+    session, team: Team, operation: patching.MembersOp, now: datetime, touched=None
+) -> tuple:
     """One PATCH operation on `members` as row statements: (members added or whose
     display changed, members removed, the ids skipped as unknown). Adding a member again
     or removing a non-member changes nothing (nor the version)."""
@@ -291,11 +328,11 @@ def _members_op(session, team: Team, operation: patching.MembersOp, now: datetim
                 Membership.scim_id.in_([i for i in ids if usable_id(i)]),
             )
             condition = TeamMember.membership_id.in_(rows)
-        return 0, _remove_members(session, team, condition), []
+        return 0, _remove_members(session, team, condition, touched), []
     rows, unknown = _resolve_members(session, team.account_id, operation.members or [])
     if operation.op == "replace":
-        return *_set_members(session, team, rows, now), unknown
-    return _add_members(session, team, rows, now, replace=False), 0, unknown
+        return *_set_members(session, team, rows, now, touched), unknown
+    return _add_members(session, team, rows, now, replace=False, touched=touched), 0, unknown
 
 
 def patch(
@@ -308,8 +345,9 @@ def patch(
     before = _attributes(team)
     added = removed = 0
     skipped: list[str] = []
+    touched = _ruled(session, team) if operations.members else None
     for operation in operations.members:
-        more, fewer, unknown = _members_op(session, team, operation, now)
+        more, fewer, unknown = _members_op(session, team, operation, now, touched)
         added, removed = added + more, removed + fewer
         skipped += unknown
     renamed = False
@@ -320,6 +358,7 @@ def patch(
             _check_unique(session, team)
             renamed = True
     session.flush()
+    _apply_rules(session, team, touched)
     if added or removed or renamed:
         _bump(session, team, now)
         _audit(session, team, before, now, added, removed)
@@ -333,5 +372,9 @@ def delete_group(
     team = get(session, connector.account_id, scim_id)
     check_if_match(team.version, if_match)
     _audit(session, team, _attributes(team), now, deleted=True)
+    try:
+        rules.team_deleted(session, team, now)
+    except rules.NoSeats:
+        raise provisioning.licence_limit() from None
     session.delete(team)
     session.flush()

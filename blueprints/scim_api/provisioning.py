@@ -32,6 +32,7 @@ from blueprints.common.accounts import end_sessions, other_active_owner
 from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import email_domain
+from blueprints.members import rules
 from blueprints.scim_api.schemas import UserResource
 from blueprints.scim_api.serialize import text
 from models import Account, AuditEvent, Domain, Membership, User
@@ -136,7 +137,17 @@ def licence_limit() -> ForbiddenException:
 
 
 def set_active(session, member: Membership, active: bool) -> None:
-    """Activate (takes a seat, or 403) or deactivate (frees it, ends sessions)."""
+    """Activate (takes a seat, or 403) or deactivate (frees it, ends sessions). With team
+    rules (SPEC F12), a ruled member activated gets the licence its rule says."""
+    if active and member.role != "owner" and rules.has_rules(session, member.account_id):
+        member.active = True
+        session.flush()
+        try:
+            rules.apply(session, member.account_id, lambda m: m.id == member.id, strict=True)
+        except rules.NoSeats:
+            raise licence_limit() from None
+        session.expire(member, ["role", "licensed"])
+        return
     if active:
         if not seats.take(session, member):
             raise licence_limit()
