@@ -201,28 +201,39 @@ def rule_progress():
     )
 
 
+def _accepted(form, change) -> bool:
+    """Whether `form` is valid and `change()` (a rules service call) accepted it; a
+    refusal goes next to the field it names, nothing changed."""
+    if not form.validate():
+        return False
+    try:
+        change()
+    except rules.RuleRefused as refused:
+        db.session.rollback()
+        getattr(form, refused.field).errors.append(str(refused))
+        return False
+    return True
+
+
 @bp.post("/teams/rules")
 @admin_required
 def add_rule():
     """A new rule, last in the list; the job applies it to everyone."""
     _owner_only()
     form = _add_form(bound=True)
-    if form.validate():
-        try:
-            rules.add_rule(
-                db.session,
-                _actor(),
-                int(form.team.data),
-                form.role.data,
-                form.licensed,
-                utcnow(),
-                request.remote_addr,
-            )
-        except rules.RuleRefused as refused:
-            db.session.rollback()
-            getattr(form, refused.field).errors.append(str(refused))
-        else:
-            return _rules_panel()
+    if _accepted(
+        form,
+        lambda: rules.add_rule(
+            db.session,
+            _actor(),
+            int(form.team.data),
+            form.role.data,
+            form.licensed,
+            utcnow(),
+            request.remote_addr,
+        ),
+    ):
+        return _rules_panel()
     return _rules_panel(422, add_form=form)
 
 
@@ -233,22 +244,13 @@ def change_rule(rule_id: int):
     _owner_only()
     rule = _rule_or_404(rule_id)
     form = _change_form(rule, request.form)
-    if form.validate():
-        try:
-            rules.change_rule(
-                db.session,
-                _actor(),
-                rule,
-                form.role.data,
-                form.licensed,
-                utcnow(),
-                request.remote_addr,
-            )
-        except rules.RuleRefused as refused:
-            db.session.rollback()
-            getattr(form, refused.field).errors.append(str(refused))
-        else:
-            return _rules_panel()
+    if _accepted(
+        form,
+        lambda: rules.change_rule(
+            db.session, _actor(), rule, form.role.data, form.licensed, utcnow(), request.remote_addr
+        ),
+    ):
+        return _rules_panel()
     return _rules_panel(422, changed=(rule_id, form))
 
 

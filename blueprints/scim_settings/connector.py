@@ -277,11 +277,6 @@ def warning_token(connector: ScimConnector | None, now: datetime) -> ScimToken |
     return min(failing, key=lambda t: t.expires_at, default=None)
 
 
-def shows_warning(connector: ScimConnector | None, now: datetime) -> bool:
-    """The banner: a failing automatic refresh with the expiry inside the warning window."""
-    return warning_token(connector, now) is not None
-
-
 # --- the owner's actions --------------------------------------------------------------------
 
 
