@@ -61,6 +61,8 @@ def main() -> int:
                 {
                     "account_id": account.id,
                     "scim_id": f"u-{i}",
+                    # A document as an IdP writes it (rules also read its `roles`).
+                    "scim_resource": {"userName": f"u-{i}@example.com", "active": True},
                     "source": "scim",
                     "role": "member",
                     "active": True,

@@ -27,11 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, false, func, or_, select, true, update
+from sqlalchemy import and_, case, delete, false, func, or_, select, true, update
 from sqlalchemy.orm import aliased
 
 from blueprints.common import audit
-from blueprints.common.sql import insert_or_ignore
+from blueprints.common.sql import insert_or_ignore, json_elements, json_field
 from models import Account, Membership, Team, TeamMember, TeamRule, TeamRuleRun
 
 ROLES = ("member", "co-owner")
@@ -64,8 +64,14 @@ class Applied:
 
 
 def _first_rule(column, member):
-    """`column` of the first rule (by position) whose team `member` is in; NULL if none."""
-    return (
+    """`column` of the first rule (by position) that matches `member`; NULL if none.
+
+    A rule matches a member of its team, and a member whose SCIM `roles` name its team:
+    an IdP that sends `roles[].value` equal to a ruled team's displayName (compared as the
+    team's key: trimmed, without case) puts the user under that rule as if they were in
+    the team. Either way, the first rule in the owner's order wins. Most users carry no
+    roles: for them the document is tested once and only their teams are looked at."""
+    by_team = (
         select(column)
         .join(TeamMember, TeamMember.team_id == TeamRule.team_id)
         .where(TeamMember.membership_id == member.id)
@@ -74,6 +80,31 @@ def _first_rule(column, member):
         .correlate(member)
         .scalar_subquery()
     )
+    in_team = (
+        select(TeamMember.membership_id)
+        .where(TeamMember.team_id == TeamRule.team_id, TeamMember.membership_id == member.id)
+        .correlate_except(TeamMember)
+        .exists()
+    )
+    roles = json_elements(member.scim_resource, "roles").table_valued("value").alias("role")
+    has_role = (
+        select(1)
+        .select_from(roles)
+        .where(func.lower(func.trim(json_field(roles.c.value, "value"))) == Team.display_name_key)
+        .correlate_except(roles)
+        .exists()
+    )
+    by_team_or_role = (
+        select(column)
+        .join(Team, Team.id == TeamRule.team_id)
+        .where(TeamRule.account_id == member.account_id, or_(in_team, has_role))
+        .order_by(TeamRule.position, TeamRule.id)
+        .limit(1)
+        .correlate(member)
+        .scalar_subquery()
+    )
+    sent = json_field(member.scim_resource, "roles").is_not(None)
+    return case((sent, by_team_or_role), else_=by_team)
 
 
 def _wanted(member):
@@ -224,6 +255,8 @@ def team_deleted(session, team: Team, now: datetime) -> None:
     session.expunge(rule)
     members = select(TeamMember.membership_id).where(TeamMember.team_id == team.id)
     apply(session, team.account_id, lambda member: member.id.in_(members), strict=True)
+    # Users whose SCIM roles named the team matched its rule too: the job re-applies.
+    request_run(session, team.account_id, now)
 
 
 # --- The owner's rules ------------------------------------------------------------------------

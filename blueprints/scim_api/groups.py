@@ -239,6 +239,15 @@ def _apply_rules(session, team: Team, touched: list | None) -> None:
         raise provisioning.licence_limit() from None
 
 
+def _renamed(session, team: Team, before: dict, now: datetime) -> None:
+    """A ruled team renamed: users whose SCIM `roles` name a team match its rule by name
+    (SPEC F12), so everyone is re-evaluated in the background (the apply-team-rules job)."""
+    if filters.key(before["displayName"] or "") != team.display_name_key and rules.team_ruled(
+        session, team.id
+    ):
+        rules.request_run(session, team.account_id, now)
+
+
 def _attributes(team: Team) -> dict:
     """A group's own attributes as the audit compares them."""
     return {"displayName": team.display_name, "externalId": team.external_id}
@@ -297,6 +306,7 @@ def replace(
     touched = _ruled(session, team)
     added, removed = _set_members(session, team, rows, now, touched)
     _apply_rules(session, team, touched)
+    _renamed(session, team, before, now)
     _bump(session, team, now)
     _audit(session, team, before, now, added, removed)
     return team, skipped
@@ -356,6 +366,7 @@ def patch(
         if patching.apply(operations.others, resource):
             _write_attributes(team, resource)
             _check_unique(session, team)
+            _renamed(session, team, before, now)
             renamed = True
     session.flush()
     _apply_rules(session, team, touched)

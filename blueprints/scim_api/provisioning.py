@@ -142,10 +142,7 @@ def set_active(session, member: Membership, active: bool) -> None:
     if active and member.role != "owner" and rules.has_rules(session, member.account_id):
         member.active = True
         session.flush()
-        try:
-            rules.apply(session, member.account_id, lambda m: m.id == member.id, strict=True)
-        except rules.NoSeats:
-            raise licence_limit() from None
+        apply_rules(session, member.account_id, member.id)
         session.expire(member, ["role", "licensed"])
         return
     if active:
@@ -162,6 +159,27 @@ def set_active(session, member: Membership, active: bool) -> None:
     if member.active:
         end_sessions(member)
     member.active = False
+
+
+def roles_of(document: dict | None) -> list:
+    """The `roles[].value`s of a user's document, as team rules read them (SPEC F12)."""
+    roles = (document or {}).get("roles") or []
+    return [r.get("value") for r in roles if isinstance(r, dict)]
+
+
+def roles_changed(session, account_id: int, before: dict | None, after: dict | None) -> bool:
+    """Whether a write changed the user's `roles` while the account has team rules (only
+    then can it change their role or licence)."""
+    return roles_of(before) != roles_of(after) and rules.has_rules(session, account_id)
+
+
+def apply_rules(session, account_id: int, member_id: int) -> None:
+    """The team rules for one user now, strictly: a licence they need and the seats can't
+    cover refuses the request (the SCIM licence-limit 403, the caller rolls back)."""
+    try:
+        rules.apply(session, account_id, lambda m: m.id == member_id, strict=True)
+    except rules.NoSeats:
+        raise licence_limit() from None
 
 
 # --- People and emails ----------------------------------------------------------------------

@@ -386,9 +386,12 @@ def create(session, connector, body: dict, now: datetime) -> UserState:
     before = execute(session, _BEFORE_CREATE, parameters).one()
     match = provisioning.match_new(before, columns, email)
     if match.member_id is None:
-        return _insert_new(
+        state = _insert_new(
             session, account_id, columns, emails, email, active, now, match, before.account_name
         )
+        if provisioning.roles_changed(session, account_id, None, columns["scim_resource"]):
+            provisioning.apply_rules(session, account_id, state.id)
+        return state
     # The person is a (manual) member here already: the membership is adopted.
     member = session.get(Membership, match.member_id)
     with session.no_autoflush:
@@ -608,6 +611,11 @@ def _apply(session, member: Membership, resource: UserResource, now: datetime) -
     if session.is_modified(member):
         member.updated_at = now
     session.flush()
+    if member.role != "owner" and provisioning.roles_changed(
+        session, member.account_id, before, columns["scim_resource"]
+    ):
+        provisioning.apply_rules(session, member.account_id, member.id)
+        session.expire(member, ["role", "licensed"])
     provisioning.queue(session, member, pending)
     after = _audited(columns["scim_resource"], member.active)
     event = provisioning.user_event(
