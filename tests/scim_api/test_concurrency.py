@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from models import Membership, TeamMember, User
 
@@ -116,3 +116,53 @@ def test_parallel_creates_of_one_user_name_give_one_201_and_409s(idp, session):
     assert session.scalar(select(func.count()).select_from(Membership).where(key)) == 1
     email = User.email_key == "same@example.com"
     assert session.scalar(select(func.count()).select_from(User).where(email)) == 1
+
+
+def test_parallel_adds_to_a_ruled_team_competing_for_the_last_seat_give_it_to_one(
+    idp, session, issued
+):
+    """Team rules (SPEC F12): each add to the licensed team needs a seat and only one is
+    left. One PATCH wins it; the others are refused whole (403), none half-applied."""
+    from blueprints.members import rules
+    from models import Account, Team, utcnow
+    from tests.scim_api.test_team_rules import owner_of, seats_consistent
+
+    account_id = issued.connector.account_id
+    user_ids = []
+    for n in range(CREATORS):
+        created = idp("POST", "/Users", {"schemas": [USER], "userName": f"c{n}@example.com"})
+        assert created.status_code == 201, created.text
+        user_ids.append(created.json()["id"])
+    members = [{"value": user_id} for user_id in user_ids]
+    staff = idp("POST", "/Groups", {"schemas": [GROUP], "displayName": "Staff"}).json()
+    contractors = idp(
+        "POST", "/Groups", {"schemas": [GROUP], "displayName": "Contractors", "members": members}
+    ).json()
+    owner = owner_of(session, session.get(Account, account_id))
+    for group, licensed in ((staff, True), (contractors, False)):
+        team = session.scalar(select(Team).where(Team.scim_id == group["id"]))
+        rules.add_rule(session, owner, team.id, "member", licensed, utcnow())
+    # What the job would do, at once: contractors hold no licence; one seat is left.
+    rules.apply(session, account_id, lambda m: m.id.isnot(None), strict=False)
+    session.execute(
+        update(Account).where(Account.id == account_id).values(seat_limit=Account.seats_used + 1)
+    )
+    session.commit()
+    assert seats_consistent(session, account_id) == (1, 1)  # the owner's
+
+    def add(user_id):
+        body = {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "Add", "path": "members", "value": [{"value": user_id}]}],
+        }
+        return lambda: idp("PATCH", f"/Groups/{staff['id']}", body)
+
+    responses = all_at_once([add(user_id) for user_id in user_ids])
+
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [204] + [403] * (CREATORS - 1), [r.text for r in responses]
+    assert all("Licence limit reached" in r.text for r in responses if r.status_code == 403)
+    after = idp("GET", f"/Groups/{staff['id']}").json()
+    assert len(after.get("members", [])) == 1
+    used, licensed = seats_consistent(session, account_id)
+    assert used == licensed == session.get(Account, account_id).seat_limit
