@@ -426,3 +426,21 @@ def test_job_is_registered():
     from app import JOBS
 
     assert JOBS["remove-suspended-members"][0] is remove_suspended_members
+
+
+def test_an_invitation_of_a_deleted_user_is_closed_until_restored(
+    scim, client, session, issued, smtp_server
+):
+    """The invitation link of a user the IdP deleted (kept, suspended) opens nothing, as
+    it would once the membership is removed; a restore opens it again."""
+    from tests.scim_api.test_invitations import _invitation_path
+
+    set_policy(session, issued)
+    kim = provision(scim, "kim@elsewhere.test")
+    path = _invitation_path(smtp_server)
+    scim("DELETE", f"/Users/{kim['id']}")
+
+    assert client.get(path).status_code == 410
+
+    provision(scim, "kim@elsewhere.test")
+    assert client.get(path).status_code == 200
