@@ -151,8 +151,9 @@ class Membership(db.Model):
     # The deprovisioning policy's schedule (SPEC F12): deactivated or deleted by the IdP
     # under "suspend", removed by the `remove-suspended-members` job from then on.
     removal_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The team ids a DELETE took the member out of (restored if the IdP creates them
-    # again inside the window; teams deleted since are skipped).
+    # The teams a DELETE took the member out of, as [team scim_id, members[].display]
+    # pairs (restored if the IdP creates the user again inside the window; teams deleted
+    # since are skipped).
     suspended_team_ids: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -255,7 +255,8 @@ def suspend(session, member: Membership, chosen: Policy, now: datetime) -> datet
     their `display`; the teams' ETags change as for a removal); it is removed at its
     date, the earlier one if it was scheduled already. Returns that date."""
     rows = session.execute(
-        select(TeamMember.team_id, TeamMember.display)
+        select(Team.scim_id, TeamMember.display)
+        .join(Team, Team.id == TeamMember.team_id)
         .where(TeamMember.membership_id == member.id)
         .order_by(TeamMember.team_id)
     ).all()
@@ -266,7 +267,8 @@ def suspend(session, member: Membership, chosen: Policy, now: datetime) -> datet
             .where(TeamMember.membership_id == member.id)
             .execution_options(synchronize_session=False)
         )
-    member.suspended_team_ids = [[team_id, display] for team_id, display in rows]
+    # By the teams' uuids, not row ids: SQLite may give a deleted team's id to a new one.
+    member.suspended_team_ids = [[scim_id, display] for scim_id, display in rows]
     member.source = "suspended"
     due = chosen.due(now)
     if member.removal_due_at is None or member.removal_due_at > due:
@@ -276,26 +278,33 @@ def suspend(session, member: Membership, chosen: Policy, now: datetime) -> datet
 
 
 def restore_teams(session, member: Membership, stashed: list | None, now: datetime) -> int:
-    """Put a restored member back in the teams a DELETE took them out of, those that still
-    exist in the account (their ETags change); how many."""
-    wanted = {int(team_id): display for team_id, display in stashed or []}
+    """Put a restored member back in the teams a DELETE took them out of (by their uuid),
+    those that still exist in the account (their ETags change); how many."""
+    wanted = {str(scim_id): display for scim_id, display in stashed or []}
     if not wanted:
         return 0
-    existing = session.scalars(
-        select(Team.id).where(Team.id.in_(list(wanted)), Team.account_id == member.account_id)
+    existing = session.execute(
+        select(Team.id, Team.scim_id).where(
+            Team.scim_id.in_(list(wanted)), Team.account_id == member.account_id
+        )
     ).all()
     if not existing:
         return 0
     session.execute(
         insert(TeamMember),
         [
-            {"team_id": t, "membership_id": member.id, "display": wanted[t], "created_at": now}
-            for t in existing
+            {
+                "team_id": team_id,
+                "membership_id": member.id,
+                "display": wanted[scim_id],
+                "created_at": now,
+            }
+            for team_id, scim_id in existing
         ],
     )
     session.execute(
         update(Team)
-        .where(Team.id.in_(existing))
+        .where(Team.id.in_([team_id for team_id, _ in existing]))
         .values(version=Team.version + 1)
         .execution_options(synchronize_session=False)
     )

@@ -66,11 +66,11 @@ def test_deprovisioning_policy_migrates_up_and_down(scratch_url):  # noqa: F811
         deleted = session.get(Membership, 2)
         deleted.source, deleted.active = "suspended", False
         deleted.removal_due_at = utcnow() + timedelta(days=7)
-        deleted.suspended_team_ids = [[5, None]]
+        deleted.suspended_team_ids = [["g-5", None]]
         session.get(Membership, 3).removal_due_at = utcnow() + timedelta(days=7)
         session.commit()
         session.expire_all()
-        assert session.get(Membership, 2).suspended_team_ids == [[5, None]]
+        assert session.get(Membership, 2).suspended_team_ids == [["g-5", None]]
         session.remove()
         with db.engine.begin() as conn:
             conn.execute(
