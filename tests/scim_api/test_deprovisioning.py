@@ -445,3 +445,37 @@ def test_an_invitation_of_a_deleted_user_is_closed_until_restored(
 
     provision(scim, "kim@elsewhere.test")
     assert client.get(path).status_code == 200
+
+
+def test_two_concurrent_runs_remove_and_audit_each_member_once(app, scim, session, issued):
+    """Two processes past the lease at once (each thread its own app context, so its own
+    session and connection): every due member is removed once, one event each."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    set_policy(session, issued, days=1)
+    ids = [provision(scim, f"u{i}@example.com")["id"] for i in range(7)]
+    for user_id in ids:
+        scim("DELETE", f"/Users/{user_id}")
+    session.commit()
+    later = utcnow() + timedelta(days=2)
+    barrier = threading.Barrier(2)
+
+    def run() -> int:
+        with app.app_context():
+            barrier.wait(timeout=30)
+            try:
+                return remove_suspended_members(later, batch=2)
+            finally:
+                from app import db
+
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(lambda _: run(), range(2)))
+
+    assert sum(counts) == 7
+    assert session.scalar(select(func.count()).where(Membership.source == "suspended")) == 0
+    removed = actions(session, issued.connector.account_id)
+    assert removed.count("member.removed_on_schedule") == 7
+    assert_seats(session, issued.connector.account_id)
