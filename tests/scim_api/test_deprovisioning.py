@@ -479,3 +479,30 @@ def test_two_concurrent_runs_remove_and_audit_each_member_once(app, scim, sessio
     removed = actions(session, issued.connector.account_id)
     assert removed.count("member.removed_on_schedule") == 7
     assert_seats(session, issued.connector.account_id)
+
+
+def test_restore_under_team_rules_gets_what_its_rule_says(scim, session, issued):
+    """The rules see the restored teams (rules.apply, as a reactivation): a member of a
+    ruled "Admins" team comes back a co-owner with a licence."""
+    from blueprints.members import rules
+    from blueprints.members.jobs import apply_team_rules
+    from models import Team
+
+    set_policy(session, issued)
+    ann = provision(scim, "ann@example.com")
+    admins = group(scim, "Admins", ann["id"])
+    owner_membership = session.scalar(select(Membership).where(Membership.role == "owner"))
+    team_id = session.scalar(select(Team.id).where(Team.scim_id == admins["id"]))
+    rules.add_rule(session, owner_membership, team_id, "co-owner", True, utcnow())
+    session.commit()
+    apply_team_rules(utcnow())
+    assert membership(session, scim_id=ann["id"]).role == "co-owner"
+    scim("DELETE", f"/Users/{ann['id']}")
+    assert membership(session, scim_id=ann["id"]).role == "co-owner"  # rules skip it
+
+    restored = provision(scim, "ann@example.com")
+
+    member = membership(session, scim_id=restored["id"])
+    assert (member.role, member.active, member.licensed) == ("co-owner", True, True)
+    assert group_members(scim, admins["id"]) == [restored["id"]]
+    assert_seats(session, issued.connector.account_id)
