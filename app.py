@@ -129,6 +129,11 @@ JOBS: dict[str, tuple[Callable, dict, int]] = {
         {"trigger": "interval", "seconds": 60},
         900,
     ),
+    "remove-suspended-members": (
+        member_jobs.remove_suspended_members,
+        {"trigger": "cron", "minute": 37},
+        900,
+    ),
     "recheck-domains": (
         domain_jobs.recheck_verified,
         {"trigger": "cron", "hour": 3, "minute": 17},

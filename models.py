@@ -106,6 +106,8 @@ class Membership(db.Model):
         Index("ix_membership_account_email", "account_id", "email", "id"),
         Index("ix_membership_account_sort_name", "account_id", "sort_name"),
         Index("ix_membership_account_display_name_key", "account_id", "display_name_key"),
+        # The `remove-suspended-members` job's walk (SPEC F12 deprovisioning policy).
+        Index("ix_membership_removal_due_at", "removal_due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -115,7 +117,11 @@ class Membership(db.Model):
         ForeignKey("user.id", ondelete="CASCADE"), index=True
     )
     role: Mapped[str] = mapped_column(String(20), default="member")  # owner|co-owner|member
-    source: Mapped[str] = mapped_column(String(20), default="manual")  # scim|manual
+    # scim|manual|suspended. "suspended": deleted by the IdP under the "suspend"
+    # deprovisioning policy (SPEC F12): kept (deactivated) until `removal_due_at`, hidden
+    # from SCIM (every SCIM query asks for source "scim"), restored if the IdP creates the
+    # same user again in time.
+    source: Mapped[str] = mapped_column(String(20), default="manual")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     licensed: Mapped[bool] = mapped_column(Boolean, default=True)  # holds a seat
     # The SCIM User resource (RFC 7643 §4.1 and the enterprise extension §4.3) as the IdP
@@ -142,6 +148,13 @@ class Membership(db.Model):
     # email, name and userName folded into one string, and the folded name.
     search_key: Mapped[str | None] = mapped_column(Text)
     sort_name: Mapped[str | None] = mapped_column(String(512))
+    # The deprovisioning policy's schedule (SPEC F12): deactivated or deleted by the IdP
+    # under "suspend", removed by the `remove-suspended-members` job from then on.
+    removal_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The teams a DELETE took the member out of, as [team scim_id, members[].display]
+    # pairs (restored if the IdP creates the user again inside the window; teams deleted
+    # since are skipped).
+    suspended_team_ids: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -556,6 +569,13 @@ class ScimConnector(db.Model):
     public_id: Mapped[str] = mapped_column(String(32), unique=True)  # in the URL, forever
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     idp: Mapped[str] = mapped_column(String(20), default="other")  # okta|entra|other
+    # What `active: false` and DELETE do (SPEC F12): "remove" ends access now (a DELETE
+    # removes the membership); "suspend" keeps the membership deactivated for
+    # `suspend_days`, then the `remove-suspended-members` job removes it.
+    deprovision_mode: Mapped[str] = mapped_column(
+        String(10), default="remove", server_default="remove"
+    )
+    suspend_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_request_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

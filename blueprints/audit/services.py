@@ -62,6 +62,7 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("scim.token_refreshed", "SCIM token refreshed"),
         ("scim.token_auto_refreshed", "SCIM token refreshed automatically"),
         ("scim.token_auto_refresh_failed", "SCIM token's automatic refresh failed"),
+        ("scim.deprovision_policy_changed", "Deprovisioning policy changed"),
     ],
     "SCIM provisioning": [
         ("scim.user_created", "User provisioned"),
@@ -87,6 +88,10 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("member.make_co_owner", "Member made co-owner"),
         ("member.revoke_co_owner", "Co-owner made member"),
         ("membership.invitation_accepted", "Invitation accepted"),
+        ("member.restored", "Suspended member restored by the IdP"),
+        ("member.remove_now", "Scheduled member removed now"),
+        ("member.keep", "Scheduled removal cancelled"),
+        ("member.removed_on_schedule", "Suspended member removed on schedule"),
     ],
     "Team rules": [
         ("team_rule.added", "Team rule added"),

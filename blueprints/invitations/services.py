@@ -18,12 +18,15 @@ from models import Membership, User
 
 
 def find(session, token: str) -> Membership | None:
-    """The pending invitation `token` opens, or None (unknown, already used)."""
+    """The pending invitation `token` opens, or None (unknown, already used, or its
+    membership deleted by the IdP and only suspended: SPEC F12, it opens again if the
+    IdP restores the user)."""
     if not token or len(token) > 100:
         return None
     return session.scalar(
         select(Membership).where(
-            Membership.invitation_token_hash == hashlib.sha256(token.encode()).hexdigest()
+            Membership.invitation_token_hash == hashlib.sha256(token.encode()).hexdigest(),
+            Membership.source != "suspended",
         )
     )
 

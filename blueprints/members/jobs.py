@@ -1,4 +1,6 @@
-"""The `apply-team-rules` job (SPEC F12): after a rule change, every SCIM member of the
+"""The `apply-team-rules` and `remove-suspended-members` jobs (SPEC F12).
+
+The `apply-team-rules` job: after a rule change, every SCIM member of the
 account gets what the rules now say, a batch at a time.
 
 Each batch is the next BATCH ruled memberships by id (keyset: `id > last_id`), applied by
@@ -14,11 +16,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, select, true, update
+from sqlalchemy import and_, delete, func, insert, select, true, update
 
 from blueprints.common.extensions import db
 from blueprints.members import rules
-from models import Membership, TeamRuleRun
+from models import Account, AuditEvent, Membership, Team, TeamMember, TeamRuleRun
 
 BATCH = 1000
 
@@ -133,3 +135,97 @@ def apply_team_rules(now: datetime, batch: int = BATCH, max_batches: int | None 
                 continue
             ran[account_id] += 1
     return ran
+
+
+# --- remove-suspended-members (SPEC F12 deprovisioning policy) -------------------------------
+
+REMOVAL_BATCH = 500
+
+
+def remove_suspended_members(now: datetime, batch: int = REMOVAL_BATCH) -> int:
+    """Remove the memberships whose removal date has come (deactivated or deleted by the
+    IdP under the "suspend" policy), `batch` per commit: their teams' ETags change, each
+    gets an audit event (no actor: the system), and a seat still held is given back.
+    Returns how many were removed.
+
+    The DELETE repeats `removal_due_at <= now` and what it returns is what is counted, so
+    a member reactivated or restored in between (no date any more) stays, and a second
+    run (or process) removing the same rows counts nothing. On PostgreSQL the batch's rows
+    are locked first (SKIP LOCKED: a concurrent run takes the next ones), so the teams
+    bumped are those of the rows deleted."""
+    session = db.session
+    removed = 0
+    while True:
+        ids = session.scalars(
+            select(Membership.id)
+            .where(Membership.removal_due_at <= now)
+            .order_by(Membership.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not ids:
+            session.commit()
+            return removed
+        due = and_(Membership.id.in_(ids), Membership.removal_due_at <= now)
+        session.execute(
+            update(Team)
+            .where(
+                Team.id.in_(
+                    select(TeamMember.team_id)
+                    .join(Membership, Membership.id == TeamMember.membership_id)
+                    .where(due)
+                )
+            )
+            .values(version=Team.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        gone = session.execute(
+            delete(Membership)
+            .where(due)
+            .returning(
+                Membership.id,
+                Membership.account_id,
+                Membership.licensed,
+                Membership.source,
+                Membership.email,
+                Membership.user_name,
+                Membership.removal_due_at,
+            )
+            .execution_options(synchronize_session=False)
+        ).all()
+        seats: dict[int, int] = {}
+        for row in gone:
+            if row.licensed:
+                seats[row.account_id] = seats.get(row.account_id, 0) + 1
+        for account_id, count in seats.items():
+            session.execute(
+                update(Account)
+                .where(Account.id == account_id, Account.seats_used >= count)
+                .values(seats_used=Account.seats_used - count)
+                .execution_options(synchronize_session=False)
+            )
+        if gone:
+            session.execute(
+                insert(AuditEvent),
+                [
+                    {
+                        "account_id": row.account_id,
+                        "actor_user_id": None,
+                        "action": "member.removed_on_schedule",
+                        "target": (row.email or row.user_name or f"member {row.id}")[:400],
+                        "detail": {
+                            "deprovisioned_by": "delete"
+                            if row.source == "suspended"
+                            else "deactivation",
+                            "removal_due_at": row.removal_due_at.isoformat(),
+                        },
+                        "remote_addr": None,
+                        "created_at": now,
+                    }
+                    for row in gone
+                ],
+            )
+        session.commit()
+        removed += len(gone)
+        if len(ids) < batch:
+            return removed

@@ -46,6 +46,8 @@ LABELS = {
     "remove": "Remove",
     "make-co-owner": "Make co-owner",
     "revoke-co-owner": "Take back co-owner",
+    "remove-now": "Remove now",
+    "keep": "Keep",
 }
 
 
@@ -420,6 +422,22 @@ def revoke_co_owner(membership_id: int):
     return _member_action(membership_id, "revoke-co-owner")
 
 
+@bp.route("/<id:membership_id>/remove-now", methods=["GET", "POST"])
+@admin_required
+def remove_now(membership_id: int):
+    """Remove now a member scheduled for removal (SPEC F12; owners only)."""
+    _owner_only()
+    return _member_action(membership_id, "remove-now")
+
+
+@bp.route("/<id:membership_id>/keep", methods=["GET", "POST"])
+@admin_required
+def keep(membership_id: int):
+    """Keep a member scheduled for removal: the removal is cancelled (owners only)."""
+    _owner_only()
+    return _member_action(membership_id, "keep")
+
+
 def _done(member, membership_id: int, action: str, email: str):
     messages = {
         "deactivate": f"{email} is deactivated; their seat is free.",
@@ -427,13 +445,15 @@ def _done(member, membership_id: int, action: str, email: str):
         "remove": f"{email} was removed from the account.",
         "make-co-owner": f"{email} is now a co-owner.",
         "revoke-co-owner": f"{email} is a member again (no longer a co-owner).",
+        "remove-now": f"{email} was removed from the account.",
+        "keep": f"{email} is no longer scheduled for removal.",
     }
     if not is_htmx():
         flash(messages[action], "success")
         return redirect(url_for("members.index"))
     # The row as it now is, and the seat meter out of band (a seat was freed or taken).
     meter = services.seat_meter(db.session.get(Account, _account_id()))
-    if action == "remove":
+    if action in ("remove", "remove-now"):
         return render_fragment(
             "members/_action_done.html",
             removed=True,

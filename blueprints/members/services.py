@@ -13,6 +13,10 @@ Who may do what:
   free seat) or removed; nobody acts on themselves, and a co-owner cannot touch an owner.
 - Only an owner makes a member a co-owner or takes the role back; owners are never
   changed here, so the account always keeps its owner.
+- A member scheduled for removal by the deprovisioning policy (SPEC F12: deactivated or
+  deleted by the IdP under "suspend") has two actions, owners only: Remove now, and Keep
+  (no removal; one the IdP deleted becomes a manual member, deactivated). The others wait
+  until one of them is taken (reactivating a deleted member here would leave it due).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from models import Account, Membership, ScimConnector, Team, TeamMember, User, s
 
 PAGE_SIZE = 50
 SOURCES = ("scim", "manual")
-STATUSES = ("active", "deactivated", "invited")
+STATUSES = ("active", "deactivated", "invited", "scheduled")
 SORTS = ("email", "name", "last_sign_in", "joined")
 SEAT_WARNING = 0.9  # the seat meter warns from 90 % of the limit
 MAX_QUERY = 200  # characters of a search
@@ -163,6 +167,8 @@ def _where(account_id: int, f: Filters):
         conditions.append(Membership.source == f.source)
     if f.status == "invited":
         conditions.append(Membership.invitation_token_hash.is_not(None))
+    elif f.status == "scheduled":  # for removal (SPEC F12)
+        conditions.append(Membership.removal_due_at.is_not(None))
     elif f.status:
         conditions.append(Membership.invitation_token_hash.is_(None))
         conditions.append(Membership.active.is_(f.status == "active"))
@@ -330,7 +336,16 @@ def member_row(session, member: Membership, scim_enabled: bool) -> Row:
     return _rows(session, result, scim_enabled)[0]
 
 
-ACTIONS = ("deactivate", "reactivate", "remove", "make-co-owner", "revoke-co-owner")
+ACTIONS = (
+    "deactivate",
+    "reactivate",
+    "remove",
+    "make-co-owner",
+    "revoke-co-owner",
+    "remove-now",
+    "keep",
+)
+SCHEDULED_ACTIONS = ("remove-now", "keep")
 
 
 def allowed(
@@ -342,6 +357,14 @@ def allowed(
         return "You can't change your own membership; ask another owner."
     if member.role == "owner" and actor.role != "owner":
         return "Only an owner can change an owner."
+    if action in SCHEDULED_ACTIONS:
+        if actor.role != "owner":
+            return "Only an owner can remove or keep a member scheduled for removal."
+        if member.removal_due_at is None:
+            return "This member is not scheduled for removal."
+        return None
+    if member.removal_due_at is not None:
+        return "Scheduled for removal: Remove now or Keep first."
     if action in ("make-co-owner", "revoke-co-owner"):
         if actor.role != "owner":
             return "Only an owner can make or take back co-owners."
@@ -373,6 +396,11 @@ def actions(
     member = row.membership
     if member.id == actor.id:
         return []
+    if member.removal_due_at is not None:
+        return [
+            (action, allowed(actor, member, action, scim_enabled, ruled))
+            for action in SCHEDULED_ACTIONS
+        ]
     wanted = {"active": ["deactivate"], "deactivated": ["reactivate"]}.get(member.status, [])
     wanted.append("remove")
     if actor.role == "owner" and member.role == "member" and member.status == "active":
@@ -405,11 +433,14 @@ def perform(
         actor, member, action, scim_enabled, rules.has_rules(session, member.account_id)
     )
     last_owner = member.role == "owner" and not other_active_owner(session, member)
-    if problem is None and action in ("deactivate", "remove") and last_owner:
+    if problem is None and action in ("deactivate", "remove", "remove-now") and last_owner:
         problem = "The account needs an owner: make another member an owner first."
     if problem:
         raise ActionRefused(problem)
     target = member.email or (member.user.email if member.user else None)
+    detail = None
+    if action in SCHEDULED_ACTIONS:
+        detail = {"removal_due_at": member.removal_due_at.isoformat(), "source": member.source}
     if action == "deactivate":
         seats.release(session, member)
         end_sessions(member)
@@ -422,7 +453,9 @@ def perform(
                 "Deactivate a member or raise the seat limit first."
             )
         member.active = True
-    elif action == "remove":
+    elif action == "keep":
+        keep(member)
+    elif action in ("remove", "remove-now"):
         seats.release(session, member)
         end_sessions(member)
         bump_teams_of(session, member.id)
@@ -435,5 +468,20 @@ def perform(
         account_id=actor.account_id,
         actor_user_id=actor.user_id,
         target=target,
+        detail=detail,
         remote_addr=remote_addr,
     )
+
+
+def keep(member: Membership) -> None:
+    """Keep a member scheduled for removal (SPEC F12): no removal. One the IdP only
+    deactivated stays deactivated and its IdP can still reactivate it; one the IdP deleted
+    becomes a manual member, deactivated, no longer managed by the IdP (its SCIM id and
+    lookup values go, so the IdP creating the user again adopts it by email as any manual
+    member, and its stashed teams are dropped)."""
+    member.removal_due_at = None
+    if member.source == "suspended":
+        member.source = "manual"
+        member.scim_id = None
+        member.user_name = member.user_name_key = member.external_id = None
+        member.suspended_team_ids = None

@@ -13,6 +13,14 @@ Email and matching:
 
 Licences: an active member holds a seat (blueprints.common.seats); deactivation or
 deletion frees it and ends the member's sessions; no seat left is 403.
+
+Deprovisioning policy (SPEC F12, the connector's `deprovision_mode`): under "remove" a
+DELETE removes the membership at once; under "suspend" `active: false` and DELETE both
+keep it, deactivated, until `removal_due_at` (the `remove-suspended-members` job removes
+it then). A DELETE also takes it out of SCIM (`source = "suspended"`, its teams stashed):
+RFC 7644 §3.6 "the service provider MUST return a 404 (Not Found) error for all
+operations associated with the previously deleted resource". The IdP creating the same
+user again inside the window restores it (`Match.restore_id`), under a new id.
 """
 
 from __future__ import annotations
@@ -21,21 +29,30 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from scim2_models import ForbiddenException, InvalidValueException, UniquenessException
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
-from blueprints.common.accounts import end_sessions, other_active_owner
+from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
 from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import email_domain
 from blueprints.members import rules
 from blueprints.scim_api.schemas import UserResource
 from blueprints.scim_api.serialize import text
-from models import Account, AuditEvent, Domain, Membership, User
+from models import (
+    Account,
+    AuditEvent,
+    Domain,
+    Membership,
+    ScimConnector,
+    Team,
+    TeamMember,
+    User,
+)
 
 EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL = 320  # characters: RFC 5321's 64 + "@" + 255, and the size of user.email
@@ -82,13 +99,21 @@ class Match:
     verified: bool
     person_id: int | None = None
     member_id: int | None = None
+    # A membership the IdP deleted under the "suspend" policy, with this userName,
+    # externalId or (verified) email: restored rather than created again.
+    restore_id: int | None = None
 
 
 def match_new(before, columns: dict, email: str | None) -> Match:
     """Decide a create from what it read (`before`: a row of `users._BEFORE_CREATE`):
     409 when the userName, the externalId or the email's person is taken by a SCIM user.
     userName first: a repeated create is a 409 about the userName. The unique constraints
-    decide when two creates race past this check."""
+    decide when two creates race past this check.
+
+    A suspended membership (deleted by the IdP, still inside its window) that the
+    userName, the externalId or the verified email names is restored; naming two
+    different ones, or one while the email's person is another member here, is a 409
+    (they hold those values, and restoring one would clash with the other)."""
     if before.user_name_taken:
         raise UniquenessException(detail=f"A user with userName {columns['user_name']!r} exists.")
     if before.external_id_taken:
@@ -96,6 +121,22 @@ def match_new(before, columns: dict, email: str | None) -> Match:
             detail=f"A user with externalId {columns['external_id']!r} exists."
         )
     verified = email is not None and before.domain_id is not None
+    suspended = {before.suspended_by_key, before.suspended_by_external_id} - {None}
+    person_here = before.member_id if verified and before.person_id is not None else None
+    if person_here is not None and before.source == "suspended":
+        suspended.add(person_here)
+    if len(suspended) > 1:
+        raise UniquenessException(
+            detail="The userName, externalId and email name different users the IdP "
+            "deleted recently; they can't all be restored as one."
+        )
+    if suspended:
+        restore_id = suspended.pop()
+        if person_here is not None and person_here != restore_id:
+            raise UniquenessException(
+                detail=f"The email {email} already belongs to another member of the account."
+            )
+        return Match(verified, restore_id=restore_id)
     if not verified or before.person_id is None:
         return Match(verified)
     if before.source == "scim":
@@ -180,6 +221,112 @@ def apply_rules(session, account_id: int, member_id: int) -> None:
         rules.apply(session, account_id, lambda m: m.id == member_id, strict=True)
     except rules.NoSeats:
         raise licence_limit() from None
+
+
+# --- The deprovisioning policy (SPEC F12) ----------------------------------------------------
+
+MODES = ("remove", "suspend")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What `active: false` and DELETE do: "remove" (now) or "suspend" for `days`."""
+
+    mode: str = "remove"
+    days: int = 30
+
+    @property
+    def suspends(self) -> bool:
+        return self.mode == "suspend"
+
+    def due(self, now: datetime) -> datetime:
+        return now + timedelta(days=self.days)
+
+
+_CONNECTORS = ScimConnector.__table__
+_POLICY = select(_CONNECTORS.c.deprovision_mode, _CONNECTORS.c.suspend_days).where(
+    _CONNECTORS.c.id == bindparam("connector_id")
+)
+
+
+def policy(session, connector_id: int) -> Policy:
+    """The connector's policy: read only when a member is deactivated or deleted (the
+    request's `connector` is auth's `Caller`, which a create's hot path keeps lean)."""
+    row = execute(session, _POLICY, {"connector_id": connector_id}).first()
+    return Policy(row.deprovision_mode, row.suspend_days) if row is not None else Policy()
+
+
+def follow_policy(session, connector_id: int, member: Membership, now: datetime) -> None:
+    """After `set_active`: a member the IdP reactivated is no longer scheduled for removal;
+    one it deactivated is, under "suspend" (a date already set stays)."""
+    if member.active:
+        member.removal_due_at = None
+        return
+    chosen = policy(session, connector_id)
+    if chosen.suspends and member.removal_due_at is None:
+        member.removal_due_at = chosen.due(now)
+
+
+def suspend(session, member: Membership, chosen: Policy, now: datetime) -> datetime:
+    """A DELETE under "suspend", after `set_active(False)`: the membership leaves SCIM
+    (`source = "suspended"`: every SCIM query asks for "scim") and its teams (stashed, with
+    their `display`; the teams' ETags change as for a removal); it is removed at its
+    date, the earlier one if it was scheduled already. Returns that date."""
+    rows = session.execute(
+        select(Team.scim_id, TeamMember.display)
+        .join(Team, Team.id == TeamMember.team_id)
+        .where(TeamMember.membership_id == member.id)
+        .order_by(TeamMember.team_id)
+    ).all()
+    if rows:
+        bump_teams_of(session, member.id)
+        session.execute(
+            delete(TeamMember)
+            .where(TeamMember.membership_id == member.id)
+            .execution_options(synchronize_session=False)
+        )
+    # By the teams' uuids, not row ids: SQLite may give a deleted team's id to a new one.
+    member.suspended_team_ids = [[scim_id, display] for scim_id, display in rows]
+    member.source = "suspended"
+    due = chosen.due(now)
+    if member.removal_due_at is None or member.removal_due_at > due:
+        member.removal_due_at = due
+    member.updated_at = now
+    return member.removal_due_at
+
+
+def restore_teams(session, member: Membership, stashed: list | None, now: datetime) -> int:
+    """Put a restored member back in the teams a DELETE took them out of (by their uuid),
+    those that still exist in the account (their ETags change); how many."""
+    wanted = {str(scim_id): display for scim_id, display in stashed or []}
+    if not wanted:
+        return 0
+    existing = session.execute(
+        select(Team.id, Team.scim_id).where(
+            Team.scim_id.in_(list(wanted)), Team.account_id == member.account_id
+        )
+    ).all()
+    if not existing:
+        return 0
+    session.execute(
+        insert(TeamMember),
+        [
+            {
+                "team_id": team_id,
+                "membership_id": member.id,
+                "display": wanted[scim_id],
+                "created_at": now,
+            }
+            for team_id, scim_id in existing
+        ],
+    )
+    session.execute(
+        update(Team)
+        .where(Team.id.in_([team_id for team_id, _ in existing]))
+        .values(version=Team.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return len(existing)
 
 
 # --- People and emails ----------------------------------------------------------------------

@@ -100,10 +100,30 @@ _ACCOUNTS = Account.__table__
 
 
 def _taken(column, parameter: str):
+    """Whether a membership here holds the value (one the IdP deleted and may restore
+    doesn't count: `_suspended`)."""
     return (
         select(_MEMBERS.c.id)
-        .where(_MEMBERS.c.account_id == bindparam("account_id"), column == bindparam(parameter))
+        .where(
+            _MEMBERS.c.account_id == bindparam("account_id"),
+            column == bindparam(parameter),
+            _MEMBERS.c.source != "suspended",
+        )
         .exists()
+    )
+
+
+def _suspended(column, parameter: str):
+    """The suspended membership (deprovisioning policy, SPEC F12) holding the value."""
+    return (
+        select(_MEMBERS.c.id)
+        .where(
+            _MEMBERS.c.account_id == bindparam("account_id"),
+            column == bindparam(parameter),
+            _MEMBERS.c.source == "suspended",
+        )
+        .limit(1)
+        .scalar_subquery()
     )
 
 
@@ -116,6 +136,8 @@ _BEFORE_CREATE = (
     select(
         _taken(_MEMBERS.c.user_name_key, "key").label("user_name_taken"),
         _taken(_MEMBERS.c.external_id, "external_id").label("external_id_taken"),
+        _suspended(_MEMBERS.c.user_name_key, "key").label("suspended_by_key"),
+        _suspended(_MEMBERS.c.external_id, "external_id").label("suspended_by_external_id"),
         _ACCOUNTS.c.name.label("account_name"),
         _DOMAINS.c.id.label("domain_id"),
         _USERS.c.id.label("person_id"),
@@ -385,6 +407,13 @@ def create(session, connector, body: dict, now: datetime) -> UserState:
     }
     before = execute(session, _BEFORE_CREATE, parameters).one()
     match = provisioning.match_new(before, columns, email)
+    if match.restore_id is not None:
+        restored = _restore(
+            session, account_id, match.restore_id, columns, emails, email, active, now
+        )
+        if restored is not None:
+            return restored
+        return create(session, connector, body, now)  # removed meanwhile: a plain create
     if match.member_id is None:
         state = _insert_new(
             session, account_id, columns, emails, email, active, now, match, before.account_name
@@ -406,6 +435,56 @@ def create(session, connector, body: dict, now: datetime) -> UserState:
     provisioning.audit(
         session,
         provisioning.user_event(account_id, member.scim_id, member.user_name, {}, document, now),
+    )
+    return UserState.of(member)
+
+
+def _restore(
+    session,
+    account_id: int,
+    member_id: int,
+    columns: dict,
+    emails: list[dict],
+    email: str | None,
+    active: bool,
+    now: datetime,
+) -> UserState | None:
+    """POST /Users for a user the IdP deleted under the "suspend" policy, inside the
+    window (SPEC F12): the same membership comes back (role, person, data) under a new id
+    (the old one stays 404: RFC 7644 §3.6), written as a create writes it, in the teams it
+    was taken out of that still exist, active with a licence (or the licence-limit 403,
+    the request rolled back) and no longer scheduled for removal. None when the row has
+    gone meanwhile (the removal job)."""
+    member = session.get(
+        Membership, member_id, options=[selectinload(Membership.emails)], populate_existing=True
+    )
+    if member is None or member.source != "suspended":
+        return None
+    previous_id = member.scim_id
+    with session.no_autoflush:
+        _write_attributes(member, columns, emails)
+        pending = provisioning.change_email(session, member, email, now)
+        stashed = member.suspended_team_ids
+        member.suspended_team_ids = None
+        member.scim_id = str(uuid.uuid4())
+        member.source = "scim"
+        member.updated_at = now
+    session.flush()
+    teams = provisioning.restore_teams(session, member, stashed, now)
+    if active:
+        # Rules (if any) see the restored teams: the role and licence they say.
+        provisioning.set_active(session, member, True)
+        member.removal_due_at = None
+    session.flush()
+    provisioning.queue(session, member, pending)
+    detail = {"id": member.scim_id, "previous_id": previous_id, "teams": teams}
+    if member.removal_due_at is not None:  # created inactive: still scheduled
+        detail["removal_due_at"] = member.removal_due_at.isoformat()
+    provisioning.audit(
+        session,
+        provisioning.audit_row(
+            account_id, "member.restored", f"user:{member.user_name}", detail, now
+        ),
     )
     return UserState.of(member)
 
@@ -596,9 +675,11 @@ def _insert_in_one_statement(
     return _new_state(written.member_id, row)
 
 
-def _apply(session, member: Membership, resource: UserResource, now: datetime) -> UserState:
+def _apply(
+    session, connector, member: Membership, resource: UserResource, now: datetime
+) -> UserState:
     """Write a whole resource (PUT, or the result of a PATCH) onto `member`, and audit
-    what changed."""
+    what changed. A change of `active` follows the deprovisioning policy (SPEC F12)."""
     columns, emails = user_columns(resource)
     before = _audited(member.scim_resource, member.active)
     with session.no_autoflush:
@@ -608,6 +689,7 @@ def _apply(session, member: Membership, resource: UserResource, now: datetime) -
         pending = provisioning.change_email(session, member, email, now)
         if resource.active is not None and resource.active != member.active:
             provisioning.set_active(session, member, resource.active)
+            provisioning.follow_policy(session, connector.id, member, now)
     if session.is_modified(member):
         member.updated_at = now
     session.flush()
@@ -622,6 +704,8 @@ def _apply(session, member: Membership, resource: UserResource, now: datetime) -
         member.account_id, member.scim_id, member.user_name, before, after, now
     )
     if event is not None:
+        if not member.active and member.removal_due_at is not None:
+            event["detail"]["removal_due_at"] = member.removal_due_at.isoformat()
         provisioning.audit(session, event)
     return UserState.of(member)
 
@@ -641,7 +725,7 @@ def replace(
     check_if_match(member.version, if_match)
     refuse_unknown_schemas(body, USER_SCHEMAS)
     resource = validate(UserResource, body, Context.RESOURCE_REPLACEMENT_REQUEST)
-    return _apply(session, member, resource, now)
+    return _apply(session, connector, member, resource, now)
 
 
 def patch(
@@ -656,16 +740,27 @@ def patch(
     resource = user_resource(member)
     if not patching.apply(operations, resource):
         return UserState.of(member)
-    return _apply(session, member, resource, now)
+    return _apply(session, connector, member, resource, now)
 
 
 def delete(session, connector, scim_id: str, now: datetime, if_match: str | None = None) -> None:
     """DELETE /Users/<id>: the membership goes, its seat and sessions with it (its email
-    rows by the database's cascade: not loaded)."""
+    rows by the database's cascade: not loaded). Under the "suspend" policy (SPEC F12) it
+    is kept, deactivated and out of SCIM, until its removal date (provisioning.suspend)."""
     member = _member(session, connector.account_id, scim_id, emails=False)
     check_if_match(member.version, if_match)
     before = _audited(member.scim_resource, member.active)
     provisioning.set_active(session, member, False)
+    chosen = provisioning.policy(session, connector.id)
+    if chosen.suspends:
+        due = provisioning.suspend(session, member, chosen, now)
+        session.flush()
+        event = provisioning.user_event(
+            member.account_id, scim_id, member.user_name, before, {}, now
+        )
+        event["detail"]["suspended_until"] = due.isoformat()
+        provisioning.audit(session, event)
+        return
     bump_teams_of(session, member.id)
     session.delete(member)
     session.flush()

@@ -59,6 +59,14 @@ class ConnectorError(ValueError):
     """An action the connector's state doesn't allow; the message is for the owner."""
 
 
+class PolicyError(ConnectorError):
+    """A deprovisioning policy the service refuses; `field` is where the page shows it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class TokenError(ConnectorError):
     """A New token form the service refuses; `field` is where the page shows it (None:
     above the form)."""
@@ -577,6 +585,61 @@ def change_access(
         + describe_access(token),
         actor,
         now,
+    )
+    return True
+
+
+# --- The deprovisioning policy (SPEC F12) -------------------------------------------------
+
+DEPROVISION_MODES = {"remove": "End access now", "suspend": "Suspend for N days, then remove"}
+SUSPEND_DAYS = (1, 365)
+
+
+def _suspend_days(text: str | None) -> int | None:
+    """The number of days typed (None: left empty), or PolicyError on the field."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    low, high = SUSPEND_DAYS
+    problem = f"Enter a whole number of days from {low} to {high}."
+    if not (text.isascii() and text.isdigit()) or len(text) > 4:
+        raise PolicyError("days", problem)
+    if not low <= int(text) <= high:
+        raise PolicyError("days", problem)
+    return int(text)
+
+
+def change_deprovision_policy(
+    session,
+    connector: ScimConnector,
+    actor: User,
+    mode: str | None,
+    days: str | None,
+    now: datetime,
+    remote_addr: str | None = None,
+) -> bool:
+    """What the IdP's `active: false` and DELETE do from now on: "remove" (end access
+    now) or "suspend" for `days` (1 to 365), then remove. Removals already scheduled keep
+    their date. Returns whether anything changed (an unchanged form is no event).
+    A bad value is PolicyError on its field, nothing changed."""
+    if mode not in DEPROVISION_MODES:
+        raise PolicyError("mode", "Choose what happens when the IdP deactivates or deletes a user.")
+    chosen = _suspend_days(days)
+    if chosen is None and mode == "suspend":
+        raise PolicyError("days", "Enter how many days a suspended member is kept.")
+    before = {"mode": connector.deprovision_mode, "days": connector.suspend_days}
+    after = {"mode": mode, "days": chosen if chosen is not None else connector.suspend_days}
+    if before == after:
+        return False
+    connector.deprovision_mode, connector.suspend_days = after["mode"], after["days"]
+    audit.record(
+        session,
+        "scim.deprovision_policy_changed",
+        account_id=connector.account_id,
+        actor_user_id=actor.id,
+        target="SCIM deprovisioning policy",
+        detail={"before": before, "after": after},
+        remote_addr=remote_addr,
     )
     return True
 

@@ -1,11 +1,18 @@
 """SCIM page forms."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import InputRequired, Length, Optional
 
 from blueprints.auth.forms import ConfirmPassphraseForm
-from blueprints.scim_settings.connector import IDPS, LIFETIME_LABELS, NAME_MAX
+from blueprints.scim_settings.connector import DEPROVISION_MODES, IDPS, LIFETIME_LABELS, NAME_MAX
 
 
 class EnableForm(FlaskForm):
@@ -66,3 +73,19 @@ class NewTokenForm(AccessFields, ConfirmPassphraseForm):
 class AccessForm(AccessFields, ConfirmPassphraseForm):
     """Change access of a token: its allow-list and scope, with the passphrase. Prefixed,
     so that its fields' ids differ from the New token form's on the same page."""
+
+
+class DeprovisionForm(FlaskForm):
+    """The deprovisioning policy (SPEC F12). The days are text here: whether they are a
+    number from 1 to 365 is the service's to say (connector.change_deprovision_policy),
+    next to the field."""
+
+    mode = RadioField(
+        "When the IdP deactivates or deletes a user",
+        choices=[SelectChoice(value, label) for value, label in DEPROVISION_MODES.items()],
+        validators=[InputRequired("Choose what happens when the IdP deactivates or deletes.")],
+    )
+    days = StringField(
+        "Number of days (N)",
+        validators=[Length(max=20, message="Enter a whole number of days from 1 to 365.")],
+    )

@@ -12,7 +12,12 @@ from blueprints.common.extensions import db
 from blueprints.common.htmx import render_fragment, render_page_or_fragment, request_is_partial
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings import health
-from blueprints.scim_settings.forms import AccessForm, EnableForm, NewTokenForm
+from blueprints.scim_settings.forms import (
+    AccessForm,
+    DeprovisionForm,
+    EnableForm,
+    NewTokenForm,
+)
 from models import ScimRequestLog, utcnow
 
 bp = Blueprint("scim_settings", __name__, url_prefix="/enterprise/scim")
@@ -37,27 +42,53 @@ def _panel_context(connector=None, **extra) -> dict:
         connector = service.get_connector(db.session, account_id)
     now = utcnow()
     warning = service.warning_token(connector, now)
+    return (
+        {
+            "connector": connector,
+            "missing": service.missing_prerequisites(db.session, account_id),
+            "tokens": service.listed_tokens(connector) if connector else [],
+            "live": service.live_tokens(connector) if connector else [],
+            "state_of": lambda token: service.token_state(connector, token, now),
+            "warning": warning,
+            "warning_state": service.token_state(connector, warning, now) if warning else None,
+            "base_url": service.base_url(connector) if connector else None,
+            "form": EnableForm(formdata=None),
+            "new_form": NewTokenForm(formdata=None),
+            "idps": service.IDPS,
+            "token": None,
+            "active_id": None,
+            "mode": None,
+            "actions_mode": None,
+            "notice": None,
+            "new_error": None,
+            "error": None,
+            "now": now,
+        }
+        | _policy_context(connector)
+        | extra
+    )
+
+
+def _policy_form(connector) -> DeprovisionForm:
+    """The deprovisioning policy form as the connector has it (not bound to a request)."""
+    return DeprovisionForm(
+        formdata=None,
+        mode=connector.deprovision_mode if connector else "remove",
+        days=str(connector.suspend_days) if connector else "30",
+    )
+
+
+def _policy_context(connector, form=None, notice=None, oob: bool = False) -> dict:
+    """What the deprovisioning policy panel shows (SPEC F12): the form for owners, the
+    policy read-only for co-owners (as the team rules are the owners')."""
     return {
         "connector": connector,
-        "missing": service.missing_prerequisites(db.session, account_id),
-        "tokens": service.listed_tokens(connector) if connector else [],
-        "live": service.live_tokens(connector) if connector else [],
-        "state_of": lambda token: service.token_state(connector, token, now),
-        "warning": warning,
-        "warning_state": service.token_state(connector, warning, now) if warning else None,
-        "base_url": service.base_url(connector) if connector else None,
-        "form": EnableForm(formdata=None),
-        "new_form": NewTokenForm(formdata=None),
-        "idps": service.IDPS,
-        "token": None,
-        "active_id": None,
-        "mode": None,
-        "actions_mode": None,
-        "notice": None,
-        "new_error": None,
-        "error": None,
-        "now": now,
-    } | extra
+        "policy_form": form or _policy_form(connector),
+        "can_edit_policy": current_membership().role == "owner",
+        "policy_notice": notice,
+        "policy_oob": oob,
+        "modes": service.DEPROVISION_MODES,
+    }
 
 
 def _log_context(connector, outcome: str | None = None, oob: bool = False) -> dict:
@@ -126,6 +157,9 @@ def enable():
         )
         + render_template(
             "scim_settings/_health_panel.html", **_health_context(issued.connector, oob=True)
+        )
+        + render_template(
+            "scim_settings/_deprovision_panel.html", **_policy_context(issued.connector, oob=True)
         )
     )
 
@@ -339,6 +373,57 @@ def request_log():
     return render_page_or_fragment(
         "scim_settings/index.html", "scim_settings/_request_log.html", **context
     )
+
+
+# --- The deprovisioning policy (SPEC F12) ------------------------------------------------
+
+
+def _policy_panel(connector, status: int = 200, **extra):
+    return render_fragment(
+        "scim_settings/_deprovision_panel.html", status, **_policy_context(connector, **extra)
+    )
+
+
+def _connector_or_404():
+    connector = service.get_connector(db.session, _account_id())
+    if connector is None:
+        abort(404)
+    return connector
+
+
+@bp.get("/deprovisioning")
+@admin_required
+def deprovision_panel():
+    """The deprovisioning policy panel (its form again)."""
+    return _policy_panel(_connector_or_404())
+
+
+@bp.post("/deprovisioning")
+@admin_required
+def deprovision_policy():
+    """Save what the IdP's `active: false` and DELETE do (owners only; co-owners 403, as
+    for the team rules). A bad number of days is shown next to the field, nothing changed."""
+    connector = _connector_or_404()
+    if current_membership().role != "owner":
+        abort(403)
+    form = DeprovisionForm()
+    if not form.validate_on_submit():
+        return _policy_panel(connector, 422, form=form)
+    try:
+        changed = service.change_deprovision_policy(
+            db.session,
+            connector,
+            current_user,
+            form.mode.data,
+            form.days.data,
+            utcnow(),
+            request.remote_addr,
+        )
+    except service.PolicyError as error:
+        getattr(form, error.field).errors.append(str(error))
+        return _policy_panel(connector, 422, form=form)
+    notice = "Policy saved." if changed else "Policy unchanged."
+    return _policy_panel(connector, notice=notice)
 
 
 # --- Provisioning health (SPEC F10) ---------------------------------------------------------

@@ -148,6 +148,8 @@ def before(**overrides) -> SimpleNamespace:
         "member_id": None,
         "source": None,
         "user_name": None,
+        "suspended_by_key": None,  # the deprovisioning policy's suspended rows (SPEC F12)
+        "suspended_by_external_id": None,
     }
     return SimpleNamespace(**(values | overrides))
 
@@ -182,6 +184,30 @@ def before(**overrides) -> SimpleNamespace:
             "b@x.test",
             Match(True, 9, 4),
             id="verified-manual-member-adopted",
+        ),
+        pytest.param(
+            before(suspended_by_key=7),
+            "b@x.test",
+            Match(False, restore_id=7),
+            id="restore-userName",
+        ),
+        pytest.param(
+            before(suspended_by_key=7, suspended_by_external_id=7, domain_id=1),
+            "b@x.test",
+            Match(True, restore_id=7),
+            id="restore-both-same-row",
+        ),
+        pytest.param(
+            before(domain_id=1, person_id=9, member_id=7, source="suspended"),
+            "b@x.test",
+            Match(True, restore_id=7),
+            id="restore-by-verified-email",
+        ),
+        pytest.param(
+            before(person_id=9, member_id=7, source="suspended"),
+            "b@x.test",
+            Match(False),
+            id="unverified-email-restores-nothing",
         ),
     ],
 )
@@ -226,6 +252,18 @@ def test_match_new(row, email, match):
             "b@x.test",
             "b@x.test already belongs to the user 'babs'",
             id="email-of-another-scim-user",
+        ),
+        pytest.param(
+            before(suspended_by_key=7, suspended_by_external_id=8),
+            None,
+            "different users the IdP deleted",
+            id="two-suspended-users",
+        ),
+        pytest.param(
+            before(suspended_by_key=7, domain_id=1, person_id=9, member_id=4, source="manual"),
+            "b@x.test",
+            "b@x.test already belongs to another member",
+            id="suspended-userName-but-email-of-another-member",
         ),
     ],
 )
