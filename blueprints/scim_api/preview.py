@@ -27,21 +27,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from scim2_models import NotFoundException, UniquenessException
+from scim2_models import InvalidFilterException, NotFoundException, UniquenessException
+from scim2_models.path import CompareOperator, Comparison
 from sqlalchemy import and_, bindparam, case, func, select, update
 
 from blueprints.auth.services import email_key
 from blueprints.common.sql import execute
-from blueprints.scim_api import filters, users
+from blueprints.scim_api import filters, groups, users
 from blueprints.scim_api import patch as patching
 from blueprints.scim_api.query import page
-from blueprints.scim_api.schemas import CORE_USER, ENTERPRISE
+from blueprints.scim_api.schemas import CORE_GROUP, CORE_USER, ENTERPRISE
 from blueprints.scim_api.serialize import (
     UserState,
     check_if_match,
     document,
+    group_payload,
+    group_resource,
     list_response,
     render,
+    usable_id,
     user_resource,
 )
 from models import Account, Membership, ScimConnector, ScimPreview, User
@@ -93,6 +97,13 @@ class Answer:
     payload: dict | None
     version: int
     scim_id: str | None = None
+
+
+class Named:
+    """A preview group as the request log's note names it (routes._written)."""
+
+    def __init__(self, scim_id: str, payload: dict):
+        self.scim_id, self.display_name = scim_id, (payload or {}).get("displayName")
 
 
 def _dry_run(session, connector, run):
@@ -297,20 +308,9 @@ def _live_write(session, connector, scim_id: str, run, base: str, now: datetime)
         outcome = "deactivate"
     else:
         outcome = "update"
-    row = session.scalar(
-        select(ScimPreview).where(
-            ScimPreview.connector_id == connector.id, ScimPreview.scim_id == scim_id
-        )
-    )
-    if row is None:
-        row = ScimPreview(connector_id=connector.id, kind="User", scim_id=scim_id, created_at=now)
-        session.add(row)
     user_name = (before.scim_resource or {}).get("userName")
-    row.outcome, row.updated_at, row.version = outcome, now, 1
-    row.detail = {"userName": user_name, "frees_seat": seats < 0}
-    row.needs_seat = seats > 0
-    row.user_name_key = None  # not served by the lookups: the live user is
-    session.flush()
+    detail = {"userName": user_name, "frees_seat": seats < 0}
+    _forecast_live(session, connector, "User", scim_id, outcome, detail, now, seats)
     return Answer(payload, state.version if state is not None else before.version, scim_id)
 
 
@@ -375,6 +375,303 @@ def delete_user(session, connector, scim_id, now, base, if_match=None) -> None:
     check_if_match(row.version, if_match)
     session.delete(row)
     session.flush()
+
+
+# --- Groups: writes ---------------------------------------------------------------------------
+
+
+def _preview_users(session, connector_id: int, ids) -> set[str]:
+    """Which of `ids` are preview users of this connector (members a group may name)."""
+    wanted = [i for i in ids if usable_id(i)]
+    if not wanted:
+        return set()
+    return set(
+        session.scalars(
+            select(ScimPreview.scim_id).where(
+                ScimPreview.connector_id == connector_id,
+                ScimPreview.kind == "User",
+                ScimPreview.outcome.in_(USER_OUTCOMES),
+                ScimPreview.scim_id.in_(wanted),
+            )
+        )
+    )
+
+
+def _check_preview_group_unique(session, connector_id: int, payload: dict, exclude) -> None:
+    """The 409 live would give were the earlier preview groups written."""
+    key = filters.key(payload.get("displayName") or "")
+    external_id = payload.get("externalId")
+    rows = session.execute(
+        select(ScimPreview.display_name_key, ScimPreview.external_id).where(
+            ScimPreview.connector_id == connector_id,
+            ScimPreview.kind == "Group",
+            ScimPreview.outcome == GROUP_OUTCOME,
+            ScimPreview.id != (exclude or 0),
+            (ScimPreview.display_name_key == key)
+            | (ScimPreview.external_id == external_id if external_id else ScimPreview.id < 0),
+        )
+    ).all()
+    if any(r.display_name_key == key for r in rows):
+        raise UniquenessException(detail=f"A group named {payload['displayName']!r} exists.")
+    if rows:
+        raise UniquenessException(detail=f"A group with externalId {external_id!r} exists.")
+
+
+def _write_group(session, connector, body: dict, now: datetime, base: str, row):
+    """Run the live create of the group `body` in a savepoint; members that are preview
+    users of this connector count as members (live skips them as unknown: they don't
+    exist there). Returns the answer, and the ids skipped as unknown."""
+
+    def run():
+        team, skipped = groups.create(session, connector, body, now)
+        if row is not None:
+            team.scim_id, team.version, team.created_at = (
+                row.scim_id,
+                row.version + 1,
+                row.created_at,
+            )
+        live = groups.members_of(session, [team.id])[team.id]
+        return group_payload(team, live, base), skipped
+
+    (payload, skipped), _ = _dry_run(session, connector, run)
+    known = _preview_users(session, connector.id, skipped)
+    sent = {
+        m.get("value"): m.get("display") for m in body.get("members") or [] if isinstance(m, dict)
+    }
+    listed = [(m["value"], m.get("display")) for m in payload.get("members", [])]
+    listed += [(i, sent.get(i)) for i in dict.fromkeys(skipped) if i in known]
+    meta = payload.pop("meta")
+    payload.pop("members", None)
+    if listed:
+        payload["members"] = [
+            {"value": i, "$ref": f"{base}/Users/{i}", "type": "User"}
+            | ({"display": d} if d else {})
+            for i, d in listed
+        ]
+    payload["meta"] = meta
+    _check_preview_group_unique(session, connector.id, payload, row and row.id)
+    if row is None:
+        row = ScimPreview(
+            connector_id=connector.id, kind="Group", scim_id=payload["id"], created_at=now
+        )
+        session.add(row)
+    else:
+        row.version += 1
+    row.display_name_key = filters.key(payload.get("displayName") or "")
+    row.external_id = payload.get("externalId")
+    row.document, row.outcome, row.updated_at, row.needs_seat = payload, GROUP_OUTCOME, now, False
+    unknown = [i for i in skipped if i not in known]
+    row.detail = {
+        "name": payload.get("displayName"),
+        "members": len(listed),
+        "unknown": len(unknown),
+    }
+    session.flush()
+    return Answer(payload, row.version, row.scim_id), unknown
+
+
+def _group_body(document: dict, members) -> dict:
+    body = {"schemas": [CORE_GROUP], "displayName": document.get("displayName")}
+    if document.get("externalId") is not None:
+        body["externalId"] = document["externalId"]
+    body["members"] = [{"value": i} | ({"display": d} if d else {}) for i, d in members]
+    return body
+
+
+def _filtered_values(node) -> set[str] | None:
+    """The member ids a `members[value eq "…" or …]` filter names; None for another
+    filter (not evaluated on a preview group)."""
+    if isinstance(node, Comparison):
+        if node.op == CompareOperator.eq and str(node.attr_path).lower().endswith("value"):
+            return {str(node.value)}
+        return None
+    children = getattr(node, "sub_filters", None) or [
+        getattr(node, "left", None),
+        getattr(node, "right", None),
+    ]
+    found: set[str] = set()
+    for child in children:
+        if child is None:
+            return None
+        values = _filtered_values(child)
+        if values is None:
+            return None
+        found |= values
+    return found
+
+
+def _patched_group(session, connector, row: ScimPreview, body: dict) -> dict | None:
+    """A PATCH applied to a preview group's document (patch.py's operations, the member
+    list kept in order): the group's new body, or None when nothing changed."""
+    operations = patching.group_operations(body)
+    doc = row.document or {}
+    members = [(m["value"], m.get("display")) for m in doc.get("members") or []]
+    before = list(members)
+    for operation in operations.members:
+        if operation.op == "remove":
+            if operation.value_filter is not None:
+                gone = _filtered_values(
+                    getattr(operation.value_filter, "ast", operation.value_filter)
+                )
+                if gone is None:
+                    raise InvalidFilterException(
+                        detail="In preview, remove members of a previewed group by "
+                        'members[value eq "…"] or a list of values.'
+                    )
+            elif operation.members is not None:
+                gone = {i for i, _, _ in operation.members}
+            else:
+                gone = {i for i, _ in members}
+            members = [(i, d) for i, d in members if i not in gone]
+            continue
+        added = [(i, d) for i, d, _ in operation.members or []]
+        if operation.op == "replace":
+            members = []
+        present = {i for i, _ in members}
+        members += [(i, d) for i, d in added if i not in present]
+    renamed = False
+    document = doc
+    if operations.others is not None:
+        resource = _group_model(row)
+        if patching.apply(operations.others, resource):
+            document = {"displayName": resource.display_name, "externalId": resource.external_id}
+            renamed = True
+    if not renamed and members == before:
+        return None
+    return _group_body(document, members)
+
+
+def _group_model(row: ScimPreview):
+    class Team:  # what serialize.group_resource reads
+        scim_id = row.scim_id
+        display_name = (row.document or {}).get("displayName")
+        external_id = (row.document or {}).get("externalId")
+
+    return group_resource(Team)
+
+
+def create_group(session, connector, body: dict, now: datetime, base: str):
+    """POST /Groups in preview."""
+    return _write_group(session, connector, body, now, base, None)
+
+
+def _live_group_write(session, connector, scim_id: str, run, base: str, now: datetime):
+    """A write to a live group, answered as live would answer it, and forecast."""
+
+    def dry():
+        before = groups.get(session, connector.account_id, scim_id).version
+        result = run()
+        if result is None:
+            return before, None, []
+        team, skipped = result
+        return before, (groups.show(session, team, base, None), team.version), skipped
+
+    (before, written, skipped), _ = _dry_run(session, connector, dry)
+    if written is not None and written[1] == before:
+        return Answer(written[0], before, scim_id), skipped
+    _forecast_live(
+        session, connector, "Group", scim_id, "remove" if written is None else "update", {}, now
+    )
+    if written is None:
+        return None, []
+    return Answer(written[0], written[1], scim_id), skipped
+
+
+def _forecast_live(session, connector, kind, scim_id, outcome, detail, now, seats=0) -> None:
+    row = session.scalar(
+        select(ScimPreview).where(
+            ScimPreview.connector_id == connector.id, ScimPreview.scim_id == scim_id
+        )
+    )
+    if row is None:
+        row = ScimPreview(connector_id=connector.id, kind=kind, scim_id=scim_id, created_at=now)
+        session.add(row)
+    row.outcome, row.updated_at, row.version = outcome, now, 1
+    row.detail = detail
+    row.needs_seat = seats > 0
+    row.user_name_key = row.display_name_key = None  # the lookups serve the live resource
+    session.flush()
+
+
+def _is_live_group(session, account_id: int, scim_id: str) -> bool:
+    try:
+        groups.get(session, account_id, scim_id)
+    except NotFoundException:
+        return False
+    return True
+
+
+def replace_group(session, connector, scim_id, body, now, base, if_match=None):
+    """PUT /Groups/<id> in preview."""
+    if _is_live_group(session, connector.account_id, scim_id):
+        return _live_group_write(
+            session,
+            connector,
+            scim_id,
+            lambda: groups.replace(session, connector, scim_id, body, now, if_match),
+            base,
+            now,
+        )
+    row = find(session, connector.id, "Group", scim_id)
+    check_if_match(row.version, if_match)
+    return _write_group(session, connector, body, now, base, row)
+
+
+def patch_group(session, connector, scim_id, body, now, base, if_match=None):
+    """PATCH /Groups/<id> in preview."""
+    if _is_live_group(session, connector.account_id, scim_id):
+        return _live_group_write(
+            session,
+            connector,
+            scim_id,
+            lambda: groups.patch(session, connector, scim_id, body, now, if_match),
+            base,
+            now,
+        )
+    row = find(session, connector.id, "Group", scim_id)
+    check_if_match(row.version, if_match)
+    patched = _patched_group(session, connector, row, body)
+    if patched is None:
+        return Answer(row.document, row.version, row.scim_id), []
+    return _write_group(session, connector, patched, now, base, row)
+
+
+def delete_group(session, connector, scim_id, now, base, if_match=None):
+    """DELETE /Groups/<id> in preview."""
+    if _is_live_group(session, connector.account_id, scim_id):
+        return _live_group_write(
+            session,
+            connector,
+            scim_id,
+            lambda: groups.delete_group(session, connector, scim_id, now, if_match),
+            base,
+            now,
+        )
+    row = find(session, connector.id, "Group", scim_id)
+    check_if_match(row.version, if_match)
+    session.delete(row)
+    session.flush()
+    return None, []
+
+
+def group_lookup(req) -> tuple[str, str] | None:
+    """("displayname", key) when the filter is one `displayName eq "…"` (the query Okta
+    and Entra ID send before creating a group)."""
+    if req.filter is None or (req.start_index or 1) > 1:
+        return None
+    node = req.filter.ast
+    if not (isinstance(node, Comparison) and node.op == CompareOperator.eq):
+        return None
+    if not isinstance(node.value, str) or node.attr_path.sub_attr is not None:
+        return None
+    binding = req.filter.resolve_comparison(node.attr_path, strict=False)
+    urn = binding.urn.lower() if binding is not None else None
+    if urn != _GROUP_NAME:
+        return None
+    return urn, filters.key(filters.storable_operand(node.value, urn))
+
+
+_GROUP_NAME = f"{CORE_GROUP.lower()}:displayname"
 
 
 # --- Reads ----------------------------------------------------------------------------------

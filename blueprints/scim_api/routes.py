@@ -206,9 +206,10 @@ def _search(kind: str, values: dict):
     service, model = KINDS[kind]
     req = search_request(model, values)
     found = service.search(db.session, _account_id(), req, _base())
-    if _previewing() and kind == "Users":
+    if _previewing():
+        lookup = users.lookup(req) if kind == "Users" else preview.group_lookup(req)
         found = preview.add_lookups(
-            db.session, g.scim_connector.id, "User", users.lookup(req), found, model, req
+            db.session, g.scim_connector.id, kind[:-1], lookup, found, model, req
         )
     return scim_response(found)
 
@@ -220,6 +221,10 @@ PREVIEW_WRITES = {
     ("Users", "PUT"): preview.replace_user,
     ("Users", "PATCH"): preview.patch_user,
     ("Users", "DELETE"): preview.delete_user,
+    ("Groups", "POST"): preview.create_group,
+    ("Groups", "PUT"): preview.replace_group,
+    ("Groups", "PATCH"): preview.patch_group,
+    ("Groups", "DELETE"): preview.delete_group,
 }
 
 
@@ -248,9 +253,17 @@ def _preview_write(kind: str, status: int, *args):
         )
         unit_of_work.keep_before_error()
         raise
+    if isinstance(answer, tuple):  # a group's, with the member ids skipped as unknown
+        answer, skipped = answer
+        if answer is not None:
+            _written(kind, (preview.Named(answer.scim_id, answer.payload), skipped))
     if answer is None:
         return _empty(204)
     headers = {"ETag": etag(answer.version)}
+    if (kind, request.method) == ("Groups", "PATCH") and not (
+        request.args.get("attributes") or request.args.get("excludedAttributes")
+    ):
+        return _empty(204, headers)
     if status == 201:
         headers["Location"] = f"{_base()}/{kind}/{answer.scim_id}"
     return scim_response(render(KINDS[kind][1], answer.payload, params), status, headers)

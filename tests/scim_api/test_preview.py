@@ -33,6 +33,7 @@ from tests.scim_api import test_entra, test_okta
 from tests.scim_api.conftest import assert_scim_error, provision
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
 @pytest.fixture
@@ -311,3 +312,99 @@ def test_a_preview_user_read_with_if_none_match_is_304(scim, previewing):
     tag = created.headers["ETag"]
     again = scim("GET", f"/Users/{created.get_json()['id']}", headers={"If-None-Match": tag})
     assert again.status_code == 304
+
+
+# --- Groups -----------------------------------------------------------------------------------
+
+
+def _members(scim, group_id: str) -> set[str]:
+    got = scim("GET", f"/Groups/{group_id}")
+    assert got.status_code == 200, got.get_data(as_text=True)
+    return {m["value"] for m in got.get_json().get("members", [])}
+
+
+def test_okta_group_push_in_preview_changes_nothing(scim, session, ready, previewing):
+    before = state(session, ready.id)
+    user = test_okta.create_user(scim)
+    other = test_okta.create_user(
+        scim, {"test.user@example.com": "other.user@example.com", "00ujl29u0le5T6Aj10h7": "x2"}
+    )
+    name = quote('displayName eq "Test SCIMv2"')
+    assert scim("GET", f"/Groups?filter={name}").get_json()["totalResults"] == 0
+    body = test_okta.sample("create_group.json")
+    body["members"] = [{"value": other["id"]}, {"value": "not-a-user"}]
+    created = scim("POST", "/Groups", json=body)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    group_id = created.get_json()["id"]
+    assert [m["value"] for m in created.get_json()["members"]] == [other["id"]]
+    assert scim("GET", f"/Groups?filter={name}").get_json()["totalResults"] == 1
+
+    patch = test_okta.sample(
+        "update_group_membership.json",
+        {test_okta.DOC_OTHER_USER_ID: other["id"], test_okta.DOC_USER_ID: user["id"]},
+    )
+    response = scim("PATCH", f"/Groups/{group_id}", json=patch)
+    assert response.status_code == 204, response.get_data(as_text=True)
+    assert _members(scim, group_id) == {user["id"]}
+    renamed = scim(
+        "PATCH",
+        f"/Groups/{group_id}",
+        json=test_okta.sample(
+            "rename_group.json", {test_okta.DOC_GROUP_ID: group_id, "Test SCIMv2": "Renamed"}
+        ),
+    )
+    assert renamed.status_code == 204, renamed.get_data(as_text=True)
+    got = scim("GET", f"/Groups/{group_id}").get_json()
+    assert got["displayName"] == "Renamed"
+    assert {m["value"] for m in got["members"]} == {user["id"]}
+
+    assert state(session, ready.id) == before
+    forecast = forecast_of(session, previewing)
+    assert forecast.counts == {"created": 2, "group": 1}
+    assert forecast.lists["group"][0].detail["members"] == 1
+    assert scim("DELETE", f"/Groups/{group_id}").status_code == 204
+    assert_scim_error(scim("GET", f"/Groups/{group_id}"), 404)
+
+
+def test_entra_group_sequence_in_preview(scim, session, ready, previewing):
+    before = state(session, ready.id)
+    user = scim("POST", "/Users", json=test_entra.sample("create_user.json")).get_json()
+    assert test_entra.find_group(scim, test_entra.GROUP_NAME)["totalResults"] == 0
+    created = scim("POST", "/Groups", json=test_entra.sample("create_group.json"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    group_id = created.get_json()["id"]
+    assert test_entra.find_group(scim, test_entra.GROUP_NAME)["totalResults"] == 1
+    replace = {test_entra.DOC_MEMBER_ID: user["id"]}
+    added = scim(
+        "PATCH", f"/Groups/{group_id}", json=test_entra.sample("add_members.json", replace)
+    )
+    assert added.status_code == 204, added.get_data(as_text=True)
+    assert _members(scim, group_id) == {user["id"]}
+    removed = scim(
+        "PATCH", f"/Groups/{group_id}", json=test_entra.sample("remove_members.json", replace)
+    )
+    assert removed.status_code == 204
+    assert _members(scim, group_id) == set()
+    again = scim("POST", "/Groups", json=test_entra.sample("create_group.json"))
+    assert assert_scim_error(again, 409)["scimType"] == "uniqueness"
+    assert state(session, ready.id) == before
+    assert forecast_of(session, previewing).counts == {"created": 1, "group": 1, "collision": 1}
+
+
+def test_a_write_to_a_live_group_is_answered_and_not_applied(scim, session, issued, owner):
+    user = provision(scim, "member@example.com")
+    group = scim("POST", "/Groups", json={"schemas": [GROUP], "displayName": "Live"}).get_json()
+    connector = session.get(ScimConnector, issued.connector.id)
+    service.start_preview(session, connector, owner, utcnow())
+    session.commit()
+    before = state(session, connector.account_id)
+    add = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": user["id"]}]}],
+    }
+    assert scim("PATCH", f"/Groups/{group['id']}", json=add).status_code == 204
+    assert _members(scim, group["id"]) == set()  # the live group, unchanged
+    assert scim("DELETE", f"/Groups/{group['id']}").status_code == 204
+    assert scim("GET", f"/Groups/{group['id']}").status_code == 200
+    assert state(session, connector.account_id) == before
+    assert forecast_of(session, connector).counts == {"remove": 1}
