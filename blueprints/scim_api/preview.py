@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 
 from scim2_models import InvalidFilterException, NotFoundException, UniquenessException
 from scim2_models.path import CompareOperator, Comparison
@@ -99,11 +100,11 @@ class Answer:
     scim_id: str | None = None
 
 
-class Named:
+def named(answer: Answer) -> SimpleNamespace:
     """A preview group as the request log's note names it (routes._written)."""
-
-    def __init__(self, scim_id: str, payload: dict):
-        self.scim_id, self.display_name = scim_id, (payload or {}).get("displayName")
+    return SimpleNamespace(
+        scim_id=answer.scim_id, display_name=(answer.payload or {}).get("displayName")
+    )
 
 
 def _dry_run(session, connector, run):
@@ -500,7 +501,7 @@ def _filtered_values(node) -> set[str] | None:
     return found
 
 
-def _patched_group(session, connector, row: ScimPreview, body: dict) -> dict | None:
+def _patched_group(row: ScimPreview, body: dict) -> dict | None:
     """A PATCH applied to a preview group's document (patch.py's operations, the member
     list kept in order): the group's new body, or None when nothing changed."""
     operations = patching.group_operations(body)
@@ -542,12 +543,15 @@ def _patched_group(session, connector, row: ScimPreview, body: dict) -> dict | N
 
 
 def _group_model(row: ScimPreview):
-    class Team:  # what serialize.group_resource reads
-        scim_id = row.scim_id
-        display_name = (row.document or {}).get("displayName")
-        external_id = (row.document or {}).get("externalId")
-
-    return group_resource(Team)
+    """A preview group, member-less, as patch.py applies the other operations to."""
+    doc = row.document or {}
+    return group_resource(
+        SimpleNamespace(
+            scim_id=row.scim_id,
+            display_name=doc.get("displayName"),
+            external_id=doc.get("externalId"),
+        )
+    )
 
 
 def create_group(session, connector, body: dict, now: datetime, base: str):
@@ -630,7 +634,7 @@ def patch_group(session, connector, scim_id, body, now, base, if_match=None):
         )
     row = find(session, connector.id, "Group", scim_id)
     check_if_match(row.version, if_match)
-    patched = _patched_group(session, connector, row, body)
+    patched = _patched_group(row, body)
     if patched is None:
         return Answer(row.document, row.version, row.scim_id), []
     return _write_group(session, connector, patched, now, base, row)

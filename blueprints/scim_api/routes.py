@@ -256,7 +256,7 @@ def _preview_write(kind: str, status: int, *args):
     if isinstance(answer, tuple):  # a group's, with the member ids skipped as unknown
         answer, skipped = answer
         if answer is not None:
-            _written(kind, (preview.Named(answer.scim_id, answer.payload), skipped))
+            _written(kind, (preview.named(answer), skipped))
     if answer is None:
         return _empty(204)
     headers = {"ETag": etag(answer.version)}

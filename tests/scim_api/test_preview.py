@@ -125,7 +125,12 @@ def entra_sequence(scim) -> str:
     return user_id
 
 
-def test_okta_sequence_in_preview_changes_nothing(scim, session, ready, previewing):
+def go_live(session, connector, owner) -> None:
+    service.go_live(session, session.get(ScimConnector, connector.id), owner, utcnow())
+    session.commit()
+
+
+def test_okta_sequence_in_preview_changes_nothing(scim, session, ready, previewing, owner):
     before = state(session, ready.id)
     user_id = okta_sequence(scim)
     assert state(session, ready.id) == before
@@ -134,12 +139,40 @@ def test_okta_sequence_in_preview_changes_nothing(scim, session, ready, previewi
     assert forecast.seats_needed == 0
     assert scim("GET", f"/Users/{user_id}").get_json()["active"] is False
 
+    go_live(session, previewing, owner)  # the same sequence, live: what was forecast
+    okta_sequence(scim)
+    after = state(session, ready.id)
+    assert (after["members"], after["people"]) == (before["members"] + 1, before["people"] + 1)
+    assert after["seats_used"] == before["seats_used"] + forecast.seats_needed
 
-def test_entra_sequence_in_preview_changes_nothing(scim, session, ready, previewing):
+
+def test_entra_sequence_in_preview_changes_nothing(scim, session, ready, previewing, owner):
     before = state(session, ready.id)
     entra_sequence(scim)
     assert state(session, ready.id) == before
-    assert forecast_of(session, previewing).counts == {"created": 1}
+    forecast = forecast_of(session, previewing)
+    assert forecast.counts == {"created": 1}
+
+    go_live(session, previewing, owner)
+    entra_sequence(scim)
+    after = state(session, ready.id)
+    assert (after["members"], after["people"]) == (before["members"] + 1, before["people"] + 1)
+    assert after["seats_used"] == before["seats_used"] + forecast.seats_needed
+
+
+def test_okta_profile_put_on_a_preview_user(scim, session, ready, previewing):
+    before = state(session, ready.id)
+    user = test_okta.create_user(scim)
+    put = test_okta.sample("put_user.json", {test_okta.DOC_USER_ID: user["id"]})
+    response = scim("PUT", f"/Users/{user['id']}", json=put, headers={"If-Match": 'W/"1"'})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["id"] == user["id"] and body["name"]["middleName"] == "Excited"
+    assert response.headers["ETag"] == body["meta"]["version"] == 'W/"2"'
+    assert scim("GET", f"/Users/{user['id']}").get_json()["name"]["middleName"] == "Excited"
+    stale = scim("PUT", f"/Users/{user['id']}", json=put, headers={"If-Match": 'W/"1"'})
+    assert_scim_error(stale, 412)
+    assert state(session, ready.id) == before
 
 
 def test_a_preview_user_can_be_deleted_then_is_gone(scim, session, previewing):
