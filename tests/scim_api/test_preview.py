@@ -58,6 +58,7 @@ def state(session, account_id: int) -> dict:
         "outbox": count(OutboxEmail),
         "audit": count(AuditEvent),
         "seats_used": account.seats_used,
+        "sign_outs": session.scalar(select(func.sum(User.session_generation))),
     }
 
 
