@@ -409,8 +409,8 @@ def enable(
 
 MODES = ("live", "preview")
 RESTART = {
-    "okta": "Okta: Push Groups / Force Sync",
-    "entra": "Entra ID: Restart provisioning",
+    "okta": "Okta (Push Groups / Force Sync)",
+    "entra": "Microsoft Entra ID (Restart provisioning)",
 }
 
 
@@ -443,7 +443,9 @@ def go_live(session, connector: ScimConnector, actor: User, now: datetime) -> No
 
 def restart_hint(idp: str) -> str:
     """How to make the IdP send everything again, as the page says after Go live."""
-    return RESTART.get(idp) or ("Okta: Push Groups / Force Sync; Entra ID: Restart provisioning")
+    return RESTART.get(idp) or (
+        "your identity provider (Okta: Push Groups / Force Sync; Entra ID: Restart provisioning)"
+    )
 
 
 def create_token(

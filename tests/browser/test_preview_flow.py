@@ -59,7 +59,9 @@ def test_owner_previews_then_goes_live(page, session, live_server, ready, owner)
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Go live").click()
     expect(page.locator("#went-live")).to_contain_text("Nothing from the preview was applied")
-    expect(page.locator("#went-live")).to_contain_text("Okta: Push Groups / Force Sync")
+    expect(page.locator("#went-live")).to_contain_text(
+        "Restart provisioning in Okta (Push Groups / Force Sync)"
+    )
     expect(page.get_by_role("button", name="Switch to preview")).to_be_visible()
     session.expire_all()
     members = session.query(Membership).filter(Membership.account_id == ready.id).count()

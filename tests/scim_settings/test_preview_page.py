@@ -80,7 +80,7 @@ def test_go_live_applies_nothing_and_says_to_restart(client, session, ready, sig
     response = client.post(f"{PAGE}/preview/go-live", headers=HTMX)
     page = _visible(_fragment(response, "preview-panel"))
     assert "Nothing from the preview was applied" in page
-    assert "Okta: Push Groups / Force Sync" in page
+    assert "Restart provisioning in Okta (Push Groups / Force Sync)" in page
     assert "the next sync applies" in page
     connector = _connector(session)
     assert connector.mode == "live"
@@ -114,3 +114,10 @@ def test_members_cannot_switch(client, session, ready, owner, login_as):
 
 def test_switching_needs_scim_enabled(client, ready, signed_in):
     assert client.post(f"{PAGE}/preview/start", headers=HTMX).status_code == 404
+
+
+def test_restart_hint_names_each_idps_way():
+    from blueprints.scim_settings.connector import restart_hint
+
+    assert restart_hint("entra") == "Microsoft Entra ID (Restart provisioning)"
+    assert "Okta: Push Groups / Force Sync; Entra ID: Restart provisioning" in restart_hint("other")
