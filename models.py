@@ -576,6 +576,9 @@ class ScimConnector(db.Model):
         String(10), default="remove", server_default="remove"
     )
     suspend_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    # "preview" (SPEC F12, dry run): the IdP's writes are validated and answered but
+    # not applied; what they would do is kept in `ScimPreview` rows. "live" applies them.
+    mode: Mapped[str] = mapped_column(String(10), default="live", server_default="live")
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_request_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -586,6 +589,37 @@ class ScimConnector(db.Model):
     tokens: Mapped[list[ScimToken]] = relationship(
         back_populates="connector", order_by="ScimToken.id", passive_deletes=True
     )
+
+
+class ScimPreview(db.Model):
+    """What one resource the IdP wrote in preview would have done (SPEC F12, dry run):
+    the resource as the IdP was answered (`document`, so a GET returns it), and its
+    forecast `outcome`: created | matched | invited (users), group (groups), collision
+    (a 409, no resource), update | deactivate | remove (a write to a live resource).
+    Deleted when the connector goes live: nothing here is ever applied."""
+
+    __table_args__ = (
+        UniqueConstraint("connector_id", "scim_id", name="uq_scim_preview_connector_scim_id"),
+        Index("ix_scim_preview_user_name", "connector_id", "kind", "user_name_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # also the arrival order
+    connector_id: Mapped[int] = mapped_column(ForeignKey("scim_connector.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # User | Group
+    scim_id: Mapped[str | None] = mapped_column(String(64))  # None for a collision
+    user_name_key: Mapped[str | None] = mapped_column(String(512))
+    external_id: Mapped[str | None] = mapped_column(String(512))
+    display_name_key: Mapped[str | None] = mapped_column(String(512))
+    email_key: Mapped[str | None] = mapped_column(String(320))
+    document: Mapped[dict | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    )
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+    needs_seat: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ScimToken(db.Model):

@@ -55,6 +55,8 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     "SCIM": [
         ("scim.enabled", "SCIM enabled"),
         ("scim.disabled", "SCIM disabled"),
+        ("scim.preview_started", "SCIM preview (dry run) started"),
+        ("scim.went_live", "SCIM went live"),
         ("scim.token_created", "SCIM token created"),
         ("scim.token_revoked", "SCIM token revoked"),
         ("scim.token_access_changed", "SCIM token access changed"),

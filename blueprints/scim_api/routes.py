@@ -15,16 +15,25 @@ import re
 from typing import Any
 
 from flask import Blueprint, g, request
-from scim2_models import InvalidSyntaxException
+from scim2_models import InvalidSyntaxException, NotFoundException, UniquenessException
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from blueprints.common.extensions import csrf, db
-from blueprints.scim_api import admission, auth, discovery, groups, search, unit_of_work, users
+from blueprints.scim_api import (
+    admission,
+    auth,
+    discovery,
+    groups,
+    preview,
+    search,
+    unit_of_work,
+    users,
+)
 from blueprints.scim_api.errors import error_response, from_exception, scim_response
 from blueprints.scim_api.query import response_parameters, search_request
 from blueprints.scim_api.schemas import Group, UserResource
-from blueprints.scim_api.serialize import check_input, etag, not_modified
+from blueprints.scim_api.serialize import check_input, etag, not_modified, render
 from blueprints.scim_settings import connector as connectors
 from blueprints.scim_settings import health
 from models import utcnow
@@ -196,7 +205,68 @@ def _resource_response(kind: str, row, params, status: int = 200):
 def _search(kind: str, values: dict):
     service, model = KINDS[kind]
     req = search_request(model, values)
-    return scim_response(service.search(db.session, _account_id(), req, _base()))
+    found = service.search(db.session, _account_id(), req, _base())
+    if _previewing():
+        lookup = users.lookup(req) if kind == "Users" else preview.group_lookup(req)
+        found = preview.add_lookups(
+            db.session, g.scim_connector.id, kind[:-1], lookup, found, model, req
+        )
+    return scim_response(found)
+
+
+# --- Preview (SPEC F12, dry run): writes answered, not applied (preview.py) -----------------
+
+PREVIEW_WRITES = {
+    ("Users", "POST"): preview.create_user,
+    ("Users", "PUT"): preview.replace_user,
+    ("Users", "PATCH"): preview.patch_user,
+    ("Users", "DELETE"): preview.delete_user,
+    ("Groups", "POST"): preview.create_group,
+    ("Groups", "PUT"): preview.replace_group,
+    ("Groups", "PATCH"): preview.patch_group,
+    ("Groups", "DELETE"): preview.delete_group,
+}
+
+
+def _previewing() -> bool:
+    return g.scim_connector.mode == "preview"
+
+
+def _preview_write(kind: str, status: int, *args):
+    """A write in preview: the answer live would give, nothing applied. A collision
+    (409) is answered as live answers it, and kept for the forecast."""
+    write = PREVIEW_WRITES[kind, request.method]
+    params = _parameters(kind) if request.method != "DELETE" else None
+    try:
+        answer = write(
+            db.session,
+            g.scim_connector,
+            *args,
+            utcnow(),
+            _base(),
+            *([_if_match()] if args and request.method != "POST" else []),
+        )
+    except UniquenessException as error:
+        body = request.get_json(silent=True)
+        preview.record_collision(
+            db.session, g.scim_connector, kind[:-1], body, error.detail or "", utcnow()
+        )
+        unit_of_work.keep_before_error()
+        raise
+    if isinstance(answer, tuple):  # a group's, with the member ids skipped as unknown
+        answer, skipped = answer
+        if answer is not None:
+            _written(kind, (preview.named(answer), skipped))
+    if answer is None:
+        return _empty(204)
+    headers = {"ETag": etag(answer.version)}
+    if (kind, request.method) == ("Groups", "PATCH") and not (
+        request.args.get("attributes") or request.args.get("excludedAttributes")
+    ):
+        return _empty(204, headers)
+    if status == 201:
+        headers["Location"] = f"{_base()}/{kind}/{answer.scim_id}"
+    return scim_response(render(KINDS[kind][1], answer.payload, params), status, headers)
 
 
 def _written(kind: str, result):
@@ -243,6 +313,8 @@ def search_all():
 def create_resource(kind: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)  # a bad `attributes` is refused before anything is written
+    if _previewing() and (kind, "POST") in PREVIEW_WRITES:
+        return _preview_write(kind, 201, json_body())
     row = _written(kind, service.create(db.session, g.scim_connector, json_body(), utcnow()))
     db.session.flush()
     # Committed before the body is built: the write locks are held for the writes only.
@@ -254,8 +326,19 @@ def create_resource(kind: str):
 
 @route("/<any(Users, Groups):kind>/<scim_id:scim_id>", ["GET"])
 def get_resource(kind: str, scim_id: str):
-    service, _ = KINDS[kind]
-    row = service.get(db.session, _account_id(), scim_id)
+    service, model = KINDS[kind]
+    try:
+        row = service.get(db.session, _account_id(), scim_id)
+    except NotFoundException:
+        if not _previewing():
+            raise
+        found = preview.find(db.session, g.scim_connector.id, kind[:-1], scim_id)
+        if not_modified(found.version, request.headers.get("If-None-Match")):
+            return _empty(304, {"ETag": etag(found.version)})
+        params = _parameters(kind)
+        return scim_response(
+            render(model, found.document, params), 200, {"ETag": etag(found.version)}
+        )
     if not_modified(row.version, request.headers.get("If-None-Match")):
         return _empty(304, {"ETag": etag(row.version)})
     return _resource_response(kind, row, _parameters(kind))
@@ -265,6 +348,8 @@ def get_resource(kind: str, scim_id: str):
 def replace_resource(kind: str, scim_id: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)
+    if _previewing() and (kind, "PUT") in PREVIEW_WRITES:
+        return _preview_write(kind, 200, scim_id, json_body())
     row = _written(
         kind,
         service.replace(db.session, g.scim_connector, scim_id, json_body(), utcnow(), _if_match()),
@@ -281,6 +366,8 @@ def patch_resource(kind: str, scim_id: str):
     `excludedAttributes` gets 200 with the group shaped by them."""
     service, _ = KINDS[kind]
     params = _parameters(kind)
+    if _previewing() and (kind, "PATCH") in PREVIEW_WRITES:
+        return _preview_write(kind, 200, scim_id, json_body())
     row = _written(
         kind,
         service.patch(db.session, g.scim_connector, scim_id, json_body(), utcnow(), _if_match()),
@@ -295,6 +382,8 @@ def patch_resource(kind: str, scim_id: str):
 
 @route("/<any(Users, Groups):kind>/<scim_id:scim_id>", ["DELETE"])
 def delete_resource(kind: str, scim_id: str):
+    if _previewing() and (kind, "DELETE") in PREVIEW_WRITES:
+        return _preview_write(kind, 204, scim_id)
     if kind == "Users":
         users.delete(db.session, g.scim_connector, scim_id, utcnow(), _if_match())
     else:

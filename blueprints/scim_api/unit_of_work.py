@@ -64,6 +64,13 @@ def record(response):
     return finish(response.status_code) or response
 
 
+def keep_before_error() -> None:
+    """Commit what the request wrote so far, before it answers an error: a preview
+    collision's forecast row (preview.py), whose dry run's writes are rolled back
+    already. The error then rolls back nothing more."""
+    db.session.commit()
+
+
 def finish(status: int):
     """Save the request: commit its changes, if any (one transaction, one commit), and
     hand its log row and the connector's and token's use to the batched request log.

@@ -298,6 +298,9 @@ def _lookup(req) -> tuple[str, str] | None:
     return urn, _LOOKUP_COLUMNS[urn][1](filters.storable_operand(node.value, urn))
 
 
+lookup = _lookup  # preview.py answers the same lookups from its rows too (SPEC F12)
+
+
 def search(session, account_id: int, req, base: str) -> dict:
     """GET /Users and POST /Users/.search: filter, sort and page in SQL."""
     window = page(req)

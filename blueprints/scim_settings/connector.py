@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit, outbox
@@ -27,7 +27,7 @@ from blueprints.common.crypto import decrypt, encrypt
 from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import has_verified_domain
-from models import Membership, ScimConnector, ScimToken, SsoConnection, User
+from models import Membership, ScimConnector, ScimPreview, ScimToken, SsoConnection, User
 
 TOKEN_PREFIX = "scim_"  # noqa: S105 (a public marker that makes leaked tokens findable)
 IDPS = {"okta": "Okta", "entra": "Microsoft Entra ID", "other": "Another SCIM 2.0 client"}
@@ -356,9 +356,19 @@ def _issue(
     return Issued(connector, secret, token)
 
 
-def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: datetime) -> Issued:
+def enable(
+    session,
+    account_id: int,
+    actor: User,
+    idp: str,
+    lifetime: str,
+    now: datetime,
+    mode: str = "live",
+) -> Issued:
     """Turn SCIM on: the connector URL (kept if it existed) and its first token, named
-    "Default"."""
+    "Default"; with `mode="preview"`, as a dry run first (SPEC F12)."""
+    if mode not in MODES:
+        raise ConnectorError("Choose live or preview.")
     if idp not in IDPS:
         raise ConnectorError("Choose your identity provider.")
     if lifetime not in LIFETIMES:
@@ -376,6 +386,7 @@ def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: 
         session.add(connector)
     connector.idp = idp
     connector.enabled, connector.enabled_at, connector.disabled_at = True, now, None
+    _set_mode(session, connector, mode)
     # A new token: the IdP is configured (step 4) once a request carries this one.
     connector.first_request_at = None
     issued = _issue(session, connector, DEFAULT_NAME, LIFETIMES[lifetime], actor, now)
@@ -386,6 +397,8 @@ def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: 
         actor_user_id=actor.id,
         detail={"idp": idp, "lifetime_days": LIFETIMES[lifetime], "token": DEFAULT_NAME},
     )
+    if mode == "preview":
+        audit.record(session, "scim.preview_started", account_id=account_id, actor_user_id=actor.id)
     _notify_owners(
         session,
         connector,
@@ -400,6 +413,47 @@ def enable(session, account_id: int, actor: User, idp: str, lifetime: str, now: 
         session.rollback()  # a failed flush spoils the transaction (nothing else in it yet)
         raise ConnectorError("SCIM was just enabled in another window. Reload the page.") from None
     return issued
+
+
+MODES = ("live", "preview")
+RESTART = {
+    "okta": "Okta (Push Groups / Force Sync)",
+    "entra": "Microsoft Entra ID (Restart provisioning)",
+}
+
+
+def _set_mode(session, connector: ScimConnector, mode: str) -> None:
+    """The connector's mode; the forecast of an earlier preview goes whichever way."""
+    connector.mode = mode
+    if connector.id is not None:
+        session.execute(delete(ScimPreview).where(ScimPreview.connector_id == connector.id))
+
+
+def start_preview(session, connector: ScimConnector, actor: User, now: datetime) -> None:
+    """Switch to preview (SPEC F12): from now on the IdP's writes are validated and
+    answered as if applied, and only forecast."""
+    if connector.mode == "preview":
+        raise ConnectorError("SCIM is in preview already.")
+    _set_mode(session, connector, "preview")
+    audit.record(
+        session, "scim.preview_started", account_id=connector.account_id, actor_user_id=actor.id
+    )
+
+
+def go_live(session, connector: ScimConnector, actor: User, now: datetime) -> None:
+    """Go live: the IdP's writes apply from now on. Nothing of the preview is applied
+    (its forecast is deleted): the IdP re-sends once its provisioning is restarted."""
+    if connector.mode != "preview":
+        raise ConnectorError("SCIM is live already.")
+    _set_mode(session, connector, "live")
+    audit.record(session, "scim.went_live", account_id=connector.account_id, actor_user_id=actor.id)
+
+
+def restart_hint(idp: str) -> str:
+    """How to make the IdP send everything again, as the page says after Go live."""
+    return RESTART.get(idp) or (
+        "your identity provider (Okta: Push Groups / Force Sync; Entra ID: Restart provisioning)"
+    )
 
 
 def create_token(
@@ -673,6 +727,7 @@ _CONNECTOR_COLUMNS = (
     _connectors.c.enabled,
     _connectors.c.last_used_at,
     _connectors.c.first_request_at,
+    _connectors.c.mode,
 )
 # Built once, Core and not the ORM: every SCIM request runs it, and an ORM load (identity
 # map, instance state) cost more than the query itself. The usual request is one
@@ -750,6 +805,7 @@ class Caller:
     revoked_at: datetime | None = None
     allowed_networks: str | None = None  # the token's allow-list (None: any address)
     read_only: bool = False
+    mode: str = "live"  # "preview": writes are answered, not applied (SCIM API preview.py)
 
 
 @dataclass
@@ -775,6 +831,7 @@ def _caller(row) -> Caller:
         row.revoked_at,
         row.allowed_networks,
         bool(row.read_only),
+        row.mode,
     )
 
 

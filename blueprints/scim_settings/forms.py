@@ -30,6 +30,8 @@ class EnableForm(FlaskForm):
         default="365",
         validators=[InputRequired("Choose how long the token lasts.")],
     )
+    # SPEC F12: the IdP's writes answered and forecast, not applied, until Go live.
+    preview = BooleanField("Preview first (dry run)")
 
 
 ALLOW_LIST_HELP = (

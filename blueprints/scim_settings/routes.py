@@ -10,6 +10,7 @@ from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.common.auth import admin_required, current_membership, reauthenticated
 from blueprints.common.extensions import db
 from blueprints.common.htmx import render_fragment, render_page_or_fragment, request_is_partial
+from blueprints.scim_api import preview
 from blueprints.scim_settings import connector as service
 from blueprints.scim_settings import health
 from blueprints.scim_settings.forms import (
@@ -119,14 +120,34 @@ def _health_context(connector, oob: bool = False) -> dict:
     }
 
 
+def _preview_context(connector, **extra) -> dict:
+    """What the preview panel shows (SPEC F12): in preview, the forecast."""
+    forecast = None
+    if connector is not None and connector.enabled and connector.mode == "preview":
+        forecast = preview.forecast(db.session, connector.id, connector.account_id)
+    return {
+        "connector": connector,
+        "forecast": forecast,
+        "labels": preview.LABELS,
+        "restart": None,
+        "preview_error": None,
+        "preview_oob": False,
+    } | extra
+
+
+def _other_panels(connector) -> dict:
+    """The page's panels besides the one a route is about, for a full page."""
+    return _log_context(connector) | _health_context(connector) | _preview_context(connector)
+
+
 @bp.get("")
 @admin_required
 def index():
-    """The seed's four steps, the connector, its token, provisioning health and the
-    request log."""
+    """The seed's four steps, the connector, its token, the preview's forecast,
+    provisioning health and the request log."""
     context = _panel_context()
     if not request_is_partial():
-        context |= _log_context(context["connector"]) | _health_context(context["connector"])
+        context |= _other_panels(context["connector"])
     return render_page_or_fragment(
         "scim_settings/index.html", "scim_settings/_connector_panel.html", **context
     )
@@ -141,7 +162,13 @@ def enable():
         return _panel(422, form=form, error="Choose an IdP and a lifetime.")
     try:
         issued = service.enable(
-            db.session, _account_id(), current_user, form.idp.data, form.lifetime.data, utcnow()
+            db.session,
+            _account_id(),
+            current_user,
+            form.idp.data,
+            form.lifetime.data,
+            utcnow(),
+            mode="preview" if form.preview.data else "live",
         )
     except service.ConnectorError as error:
         return _panel(422, form=form, error=str(error))
@@ -160,6 +187,10 @@ def enable():
         )
         + render_template(
             "scim_settings/_deprovision_panel.html", **_policy_context(issued.connector, oob=True)
+        )
+        + render_template(
+            "scim_settings/_preview_panel.html",
+            **_preview_context(issued.connector, preview_oob=True),
         )
     )
 
@@ -369,7 +400,7 @@ def request_log():
     connector = service.get_connector(db.session, _account_id())
     context = _log_context(connector, request.args.get("outcome"))
     if not request_is_partial():
-        context = _panel_context(connector) | _health_context(connector) | context
+        context = _panel_context(connector) | _other_panels(connector) | context
     return render_page_or_fragment(
         "scim_settings/index.html", "scim_settings/_request_log.html", **context
     )
@@ -436,7 +467,7 @@ def health_panel():
     connector = service.get_connector(db.session, _account_id())
     context = _health_context(connector)
     if not request_is_partial():
-        context = _panel_context(connector) | _log_context(connector) | context
+        context = _panel_context(connector) | _other_panels(connector) | context
     return render_page_or_fragment(
         "scim_settings/index.html", "scim_settings/_health_panel.html", **context
     )
@@ -465,3 +496,47 @@ def log_entry(entry_id: int):
     if entry is None:
         abort(404)
     return render_template("scim_settings/log_entry.html", entry=entry)
+
+
+# --- Preview, a dry run before go-live (SPEC F12) -------------------------------------------
+
+
+def _preview_panel(connector, status: int = 200, **extra):
+    """The preview panel (htmx), or the forecast page."""
+    return render_page_or_fragment(
+        "scim_settings/preview.html",
+        "scim_settings/_preview_panel.html",
+        status,
+        **_preview_context(connector, **extra),
+    )
+
+
+@bp.get("/preview")
+@admin_required
+def preview_page():
+    """The forecast of what the IdP's writes in preview would do."""
+    return _preview_panel(service.get_connector(db.session, _account_id()))
+
+
+@bp.post("/preview/start")
+@admin_required
+def start_preview():
+    """Switch to preview: the IdP's writes are answered and forecast, not applied."""
+    connector = _enabled_connector()
+    try:
+        service.start_preview(db.session, connector, current_user, utcnow())
+    except service.ConnectorError as error:
+        return _preview_panel(connector, 422, preview_error=str(error))
+    return _preview_panel(connector)
+
+
+@bp.post("/preview/go-live")
+@admin_required
+def go_live():
+    """Go live: nothing of the preview applied; the page says to restart provisioning."""
+    connector = _enabled_connector()
+    try:
+        service.go_live(db.session, connector, current_user, utcnow())
+    except service.ConnectorError as error:
+        return _preview_panel(connector, 422, preview_error=str(error))
+    return _preview_panel(connector, restart=service.restart_hint(connector.idp))
