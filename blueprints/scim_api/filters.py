@@ -524,6 +524,22 @@ def _scim_name(field_name: str, lower: bool = True) -> str:
     return name.lower() if lower else name
 
 
+def one_eq(req) -> tuple[str | None, str] | None:
+    """(the attribute's URN, lower case; the value) when the request's filter is exactly one
+    `attribute eq "string"` on a first page: the lookup an IdP sends before every create,
+    which callers answer with a statement on an index rather than the filter's tree."""
+    if req.filter is None or (req.start_index or 1) > 1:
+        return None
+    node = req.filter.ast
+    if not (isinstance(node, Comparison) and node.op == Op.eq):
+        return None
+    if not isinstance(node.value, str) or node.attr_path.sub_attr is not None:
+        return None
+    binding = req.filter.resolve_comparison(node.attr_path, strict=False)
+    urn = binding.urn.lower() if binding is not None else None
+    return urn, node.value
+
+
 def where_clause(kind: str, scim_filter: ScimFilter | None, lenient: bool = False) -> ColumnElement:
     """The WHERE clause for a parsed filter on "User" or "Group" resources; `lenient`
     for a search across resource types (attributes of the other type match nothing)."""

@@ -315,25 +315,31 @@ def _live_write(session, connector, scim_id: str, run, base: str, now: datetime)
     return Answer(payload, state.version if state is not None else before.version, scim_id)
 
 
-def _is_live(session, account_id: int, scim_id: str) -> bool:
+def _on_live(session, connector, kind: str, scim_id: str, write, base: str, now: datetime):
+    """A write to the live resource `scim_id`, dry-run, answered and forecast (users:
+    `_live_write`, groups: `_live_group_write`); None when no live resource has that id
+    (the write is then to a preview resource)."""
+    service, dry = (users, _live_write) if kind == "User" else (groups, _live_group_write)
     try:
-        users.get(session, account_id, scim_id)
+        service.get(session, connector.account_id, scim_id)
     except NotFoundException:
-        return False
-    return True
+        return None
+    return dry(session, connector, scim_id, write, base, now)
 
 
 def replace_user(session, connector, scim_id, body, now, base, if_match=None) -> Answer:
     """PUT /Users/<id> in preview."""
-    if _is_live(session, connector.account_id, scim_id):
-        return _live_write(
-            session,
-            connector,
-            scim_id,
-            lambda: users.replace(session, connector, scim_id, body, now, if_match),
-            base,
-            now,
-        )
+    live = _on_live(
+        session,
+        connector,
+        "User",
+        scim_id,
+        lambda: users.replace(session, connector, scim_id, body, now, if_match),
+        base,
+        now,
+    )
+    if live is not None:
+        return live
     row = find(session, connector.id, "User", scim_id)
     check_if_match(row.version, if_match)
     return _write_user(session, connector, body, now, base, row)
@@ -342,15 +348,17 @@ def replace_user(session, connector, scim_id, body, now, base, if_match=None) ->
 def patch_user(session, connector, scim_id, body, now, base, if_match=None) -> Answer:
     """PATCH /Users/<id> in preview: the operations applied to the stored document by
     patch.py, then written as a create would write it."""
-    if _is_live(session, connector.account_id, scim_id):
-        return _live_write(
-            session,
-            connector,
-            scim_id,
-            lambda: users.patch(session, connector, scim_id, body, now, if_match),
-            base,
-            now,
-        )
+    live = _on_live(
+        session,
+        connector,
+        "User",
+        scim_id,
+        lambda: users.patch(session, connector, scim_id, body, now, if_match),
+        base,
+        now,
+    )
+    if live is not None:
+        return live
     row = find(session, connector.id, "User", scim_id)
     check_if_match(row.version, if_match)
     operations = patching.user_operations(body)
@@ -362,15 +370,18 @@ def patch_user(session, connector, scim_id, body, now, base, if_match=None) -> A
 
 def delete_user(session, connector, scim_id, now, base, if_match=None) -> None:
     """DELETE /Users/<id> in preview: a preview user's row goes (then GET is 404)."""
-    if _is_live(session, connector.account_id, scim_id):
-        _live_write(
+    if (
+        _on_live(
             session,
             connector,
+            "User",
             scim_id,
             lambda: users.delete(session, connector, scim_id, now, if_match),
             base,
             now,
         )
+        is not None
+    ):
         return
     row = find(session, connector.id, "User", scim_id)
     check_if_match(row.version, if_match)
@@ -597,25 +608,19 @@ def _forecast_live(session, connector, kind, scim_id, outcome, detail, now, seat
     session.flush()
 
 
-def _is_live_group(session, account_id: int, scim_id: str) -> bool:
-    try:
-        groups.get(session, account_id, scim_id)
-    except NotFoundException:
-        return False
-    return True
-
-
 def replace_group(session, connector, scim_id, body, now, base, if_match=None):
     """PUT /Groups/<id> in preview."""
-    if _is_live_group(session, connector.account_id, scim_id):
-        return _live_group_write(
-            session,
-            connector,
-            scim_id,
-            lambda: groups.replace(session, connector, scim_id, body, now, if_match),
-            base,
-            now,
-        )
+    live = _on_live(
+        session,
+        connector,
+        "Group",
+        scim_id,
+        lambda: groups.replace(session, connector, scim_id, body, now, if_match),
+        base,
+        now,
+    )
+    if live is not None:
+        return live
     row = find(session, connector.id, "Group", scim_id)
     check_if_match(row.version, if_match)
     return _write_group(session, connector, body, now, base, row)
@@ -623,15 +628,17 @@ def replace_group(session, connector, scim_id, body, now, base, if_match=None):
 
 def patch_group(session, connector, scim_id, body, now, base, if_match=None):
     """PATCH /Groups/<id> in preview."""
-    if _is_live_group(session, connector.account_id, scim_id):
-        return _live_group_write(
-            session,
-            connector,
-            scim_id,
-            lambda: groups.patch(session, connector, scim_id, body, now, if_match),
-            base,
-            now,
-        )
+    live = _on_live(
+        session,
+        connector,
+        "Group",
+        scim_id,
+        lambda: groups.patch(session, connector, scim_id, body, now, if_match),
+        base,
+        now,
+    )
+    if live is not None:
+        return live
     row = find(session, connector.id, "Group", scim_id)
     check_if_match(row.version, if_match)
     patched = _patched_group(row, body)
@@ -642,15 +649,17 @@ def patch_group(session, connector, scim_id, body, now, base, if_match=None):
 
 def delete_group(session, connector, scim_id, now, base, if_match=None):
     """DELETE /Groups/<id> in preview."""
-    if _is_live_group(session, connector.account_id, scim_id):
-        return _live_group_write(
-            session,
-            connector,
-            scim_id,
-            lambda: groups.delete_group(session, connector, scim_id, now, if_match),
-            base,
-            now,
-        )
+    live = _on_live(
+        session,
+        connector,
+        "Group",
+        scim_id,
+        lambda: groups.delete_group(session, connector, scim_id, now, if_match),
+        base,
+        now,
+    )
+    if live is not None:
+        return live
     row = find(session, connector.id, "Group", scim_id)
     check_if_match(row.version, if_match)
     session.delete(row)
@@ -661,18 +670,11 @@ def delete_group(session, connector, scim_id, now, base, if_match=None):
 def group_lookup(req) -> tuple[str, str] | None:
     """("displayname", key) when the filter is one `displayName eq "…"` (the query Okta
     and Entra ID send before creating a group)."""
-    if req.filter is None or (req.start_index or 1) > 1:
+    found = filters.one_eq(req)
+    if found is None or found[0] != _GROUP_NAME:
         return None
-    node = req.filter.ast
-    if not (isinstance(node, Comparison) and node.op == CompareOperator.eq):
-        return None
-    if not isinstance(node.value, str) or node.attr_path.sub_attr is not None:
-        return None
-    binding = req.filter.resolve_comparison(node.attr_path, strict=False)
-    urn = binding.urn.lower() if binding is not None else None
-    if urn != _GROUP_NAME:
-        return None
-    return urn, filters.key(filters.storable_operand(node.value, urn))
+    urn, value = found
+    return urn, filters.key(filters.storable_operand(value, urn))
 
 
 _GROUP_NAME = f"{CORE_GROUP.lower()}:displayname"

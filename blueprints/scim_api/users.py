@@ -23,7 +23,6 @@ from datetime import datetime
 from functools import lru_cache
 
 from scim2_models import Context, NotFoundException, UniquenessException
-from scim2_models.path import CompareOperator, Comparison
 from sqlalchemy import (
     String,
     and_,
@@ -284,18 +283,11 @@ def _lookup(req) -> tuple[str, str] | None:
     """(urn, value) when the filter is one `userName eq "…"` or `externalId eq "…"`, the
     query an IdP sends before every create: answered by a statement built once, on the
     unique index, rather than compiled from the filter's tree each time."""
-    if req.filter is None or (req.start_index or 1) > 1:
+    found = filters.one_eq(req)
+    if found is None or found[0] not in _LOOKUP_COLUMNS:
         return None
-    node = req.filter.ast
-    if not (isinstance(node, Comparison) and node.op == CompareOperator.eq):
-        return None
-    if not isinstance(node.value, str) or node.attr_path.sub_attr is not None:
-        return None
-    binding = req.filter.resolve_comparison(node.attr_path, strict=False)
-    urn = binding.urn.lower() if binding is not None else None
-    if urn not in _LOOKUP_COLUMNS:
-        return None
-    return urn, _LOOKUP_COLUMNS[urn][1](filters.storable_operand(node.value, urn))
+    urn, value = found
+    return urn, _LOOKUP_COLUMNS[urn][1](filters.storable_operand(value, urn))
 
 
 lookup = _lookup  # preview.py answers the same lookups from its rows too (SPEC F12)

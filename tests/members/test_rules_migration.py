@@ -11,7 +11,10 @@ from sqlalchemy import inspect, text
 from blueprints.members import rules
 from models import Membership, Team, TeamMember, utcnow
 from tests.conftest import _test_config
-from tests.scim_api.test_migration import scratch_url  # noqa: F401 (a fixture)
+from tests.scim_api.test_migration import (  # noqa: F401 (scratch_url: a fixture)
+    insert_account,
+    scratch_url,
+)
 
 BEFORE = "a6b7c8d9e0f1"
 
@@ -24,13 +27,7 @@ def test_team_rules_migrate_up_and_down(scratch_url):  # noqa: F811
     with app.app_context():
         upgrade(revision=BEFORE)
         with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO account (id, name, seat_limit, seats_used, created_at) "
-                    "VALUES (1, 'Acme', 50, 1, :t)"
-                ),
-                {"t": now},
-            )
+            insert_account(conn, now)
             conn.execute(
                 text(
                     "INSERT INTO membership (id, account_id, scim_id, role, source, active, "

@@ -34,6 +34,28 @@ def scratch_url(tmp_path):
         yield f"sqlite:///{tmp_path / 'migrate.db'}"
 
 
+def insert_account(conn, now) -> None:
+    """Account 1 ("Acme", 50 seats, 1 used), written in SQL at an older revision."""
+    conn.execute(
+        text(
+            "INSERT INTO account (id, name, seat_limit, seats_used, created_at) "
+            "VALUES (1, 'Acme', 50, 1, :t)"
+        ),
+        {"t": now},
+    )
+
+
+def insert_connector(conn, now, public_id: str) -> None:
+    """Account 1's enabled Okta connector 1, written in SQL at an older revision."""
+    conn.execute(
+        text(
+            "INSERT INTO scim_connector (id, account_id, public_id, enabled, idp, "
+            "created_at) VALUES (1, 1, :public_id, :yes, 'okta', :t)"
+        ),
+        {"t": now, "yes": True, "public_id": public_id},
+    )
+
+
 def _seed_old_schema(conn) -> None:
     """Rows as the app wrote them before the migration: an account with SCIM on, a
     provisioned user with every column the old schema had, and a manual member."""

@@ -10,7 +10,11 @@ from sqlalchemy import inspect, text
 
 from models import ScimConnector, ScimPreview, utcnow
 from tests.conftest import _test_config
-from tests.scim_api.test_migration import scratch_url  # noqa: F401 (a fixture)
+from tests.scim_api.test_migration import (  # noqa: F401 (scratch_url: a fixture)
+    insert_account,
+    insert_connector,
+    scratch_url,
+)
 
 BEFORE = "c8d9e0f1a2b3"
 
@@ -23,20 +27,8 @@ def test_preview_migrates_up_and_down(scratch_url):  # noqa: F811
     with app.app_context():
         upgrade(revision=BEFORE)
         with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO account (id, name, seat_limit, seats_used, created_at) "
-                    "VALUES (1, 'Acme', 50, 1, :t)"
-                ),
-                {"t": now},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO scim_connector (id, account_id, public_id, enabled, idp, "
-                    "created_at) VALUES (1, 1, 'pub', :yes, 'okta', :t)"
-                ),
-                {"t": now, "yes": True},
-            )
+            insert_account(conn, now)
+            insert_connector(conn, now, "pub")
         upgrade()
         assert "scim_preview" in set(inspect(db.engine).get_table_names())
         session = db.session
