@@ -360,13 +360,15 @@ def new_person(display_name: str | None, email: str, now: datetime) -> dict:
     }
 
 
-def invitation(email: str, token: str, account_name: str) -> dict:
-    """The arguments of `outbox.message` for an invitation to join the account."""
+def invitation(email: str, token: str, account_name: str, inviter: str | None = None) -> dict:
+    """The arguments of `outbox.message` for an invitation to join the account: from the
+    IdP, or from `inviter` (a person, on the Members page)."""
     return {
         "to": email,
         "subject": f"You are invited to join {account_name}",
         "template": "invitation",
         "account_name": account_name,
+        "inviter": inviter,
         "accept_url": absolute_url("invitations.accept", token=token),
     }
 
