@@ -158,7 +158,10 @@ def _invite_answer(form: InviteForm, result=None, status: int = 200):
         "meter": services.seat_meter(account),
     }
     if is_htmx():
-        return render_fragment("members/_invite_panel.html", status, oob=True, **context)
+        response = render_fragment("members/_invite_panel.html", status, oob=True, **context)
+        if result is not None and result.invited:
+            response.headers["HX-Trigger"] = "members-changed"  # the list shows them
+        return response
     filters = Filters.from_args({})
     return render_template("members/index.html", **(_list_context(filters) | context)), status
 

@@ -60,6 +60,7 @@ def test_invite_several_at_once_with_a_summary(as_owner, session, account, verif
     assert "(1): LEE@example.com." in _section(text, "already-members")
     assert 'id="refused"' not in text
     assert 'id="seat-meter"' in text and 'hx-swap-oob="true"' in text  # seats taken
+    assert response.headers["HX-Trigger"] == "members-changed"  # the list reloads
     assert "4 of 50 licences" in text.replace("<strong>", "").replace("</strong>", "")
     invited = session.scalars(
         select(Membership.email).where(Membership.invitation_token_hash.is_not(None))
