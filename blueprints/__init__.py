@@ -13,6 +13,7 @@ def register_blueprints(app: Flask) -> None:
     from blueprints.members.routes import bp as members_bp
     from blueprints.scim_api.routes import bp as scim_api_bp
     from blueprints.scim_settings.routes import bp as scim_settings_bp
+    from blueprints.settings.routes import bp as settings_bp
     from blueprints.sso.routes import bp as sso_bp
 
     app.register_blueprint(auth_bp)
@@ -22,6 +23,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(scim_settings_bp)
     app.register_blueprint(members_bp)
     app.register_blueprint(invitations_bp)
+    app.register_blueprint(settings_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(scim_api_bp)
     register_error_handlers(app)

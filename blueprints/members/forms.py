@@ -3,8 +3,8 @@ of this account without a rule) is checked by rules.py, and its refusal shown ne
 field."""
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectChoice, SelectField
-from wtforms.validators import AnyOf, InputRequired
+from wtforms import HiddenField, SelectChoice, SelectField, TextAreaField
+from wtforms.validators import AnyOf, InputRequired, Length
 
 ROLE_CHOICES = [SelectChoice("member", "Member"), SelectChoice("co-owner", "Co-owner")]
 LICENCE_CHOICES = [SelectChoice("licensed", "Uses a licence"), SelectChoice("none", "No licence")]
@@ -39,3 +39,13 @@ class MoveRuleForm(FlaskForm):
 
 class RemoveRuleForm(FlaskForm):
     """Nothing but the CSRF token."""
+
+
+class InviteForm(FlaskForm):
+    """Invite people (SPEC F13): one or many addresses; what each is, and how many at
+    once, is checked by the route with the invitation service's rules, next to the field."""
+
+    emails = TextAreaField(
+        "Email addresses",
+        validators=[Length(max=40_000, message="That is more than 100 addresses.")],
+    )

@@ -33,8 +33,15 @@ from blueprints.common.htmx import (
     render_page_or_fragment,
     request_is_partial,
 )
+from blueprints.invitations import services as invitations
 from blueprints.members import rules, services
-from blueprints.members.forms import AddRuleForm, ChangeRuleForm, MoveRuleForm, RemoveRuleForm
+from blueprints.members.forms import (
+    AddRuleForm,
+    ChangeRuleForm,
+    InviteForm,
+    MoveRuleForm,
+    RemoveRuleForm,
+)
 from blueprints.members.services import ActionRefused, Filters
 from models import Account, utcnow
 
@@ -98,6 +105,8 @@ def _list_context(filters: Filters, team=None) -> dict:
         "actor": _actor(),
         "labels": LABELS,
         "oob": False,
+        "invite_form": InviteForm(formdata=None),
+        "invite_result": None,
         **ROW_DEFAULTS,
         "list_url": lambda **changes: url_for(endpoint, **fixed, **_args(filters, team, changes)),
     }
@@ -117,6 +126,63 @@ def index():
     """Every member: search, filters, sort and pages (SPEC F6)."""
     filters = Filters.from_args(request.args)
     return render_list("members/index.html", "members/_results.html", **_list_context(filters))
+
+
+# --- invitations (SPEC F13) -------------------------------------------------------------------
+
+
+def _invite_problem(emails: list[str]) -> str | None:
+    """What is wrong with the addresses typed, for the field; None when they can go."""
+    if not emails:
+        return "Enter one or more email addresses."
+    if len(emails) > invitations.MAX_INVITES:
+        return (
+            f"Invite at most {invitations.MAX_INVITES} people at a time "
+            f"(you entered {len(emails):,})."
+        )
+    bad = [email for email in emails if not invitations.valid_email(email)]
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        return f"Not email addresses: {shown}. Correct or remove them; nobody was invited."
+    return None
+
+
+def _invite_answer(form: InviteForm, result=None, status: int = 200):
+    """The invite panel (and, after invitations, the seat meter out of band) for htmx;
+    the whole page for a plain form post."""
+    account = db.session.get(Account, _account_id())
+    db.session.refresh(account)  # seats taken with Core UPDATEs
+    context = {
+        "invite_form": form,
+        "invite_result": result,
+        "meter": services.seat_meter(account),
+    }
+    if is_htmx():
+        response = render_fragment("members/_invite_panel.html", status, oob=True, **context)
+        if result is not None and result.invited:
+            response.headers["HX-Trigger"] = "members-changed"  # the list shows them
+        return response
+    filters = Filters.from_args({})
+    return render_template("members/index.html", **(_list_context(filters) | context)), status
+
+
+@bp.post("/invite")
+@admin_required
+def invite():
+    """Invite people by email (owners and co-owners): each one allowed by the invite
+    controls and not a member yet gets an invitation; the panel says what happened to
+    every address. Any address that isn't one is shown next to the field, nobody invited."""
+    form = InviteForm()
+    emails = invitations.split_emails(form.emails.data) if form.validate_on_submit() else []
+    problem = None if form.errors else _invite_problem(emails)
+    if form.errors or problem:
+        if problem:
+            form.emails.errors.append(problem)
+        return _invite_answer(form, status=422)
+    result = invitations.invite(
+        db.session, _account_id(), _actor(), emails, utcnow(), request.remote_addr
+    )
+    return _invite_answer(InviteForm(formdata=None), result)
 
 
 @bp.get("/teams")

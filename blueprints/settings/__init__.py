@@ -1,0 +1,1 @@
+"""Account settings (SPEC F13): the account's invite controls."""
