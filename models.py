@@ -63,6 +63,11 @@ class Account(db.Model):
     # Memberships holding a licence (`Membership.licensed`), kept by blueprints.common.seats
     # with guarded UPDATEs, so "no seat left" holds under concurrent provisioning.
     seats_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Invite controls (SPEC F13, blueprints/domains/policy.py): invitations may go to any
+    # domain, to the verified domains only, or to the domains listed in `invite_domains`
+    # (one normalised name a line).
+    invite_policy: Mapped[str] = mapped_column(String(10), default="any", server_default="any")
+    invite_domains: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

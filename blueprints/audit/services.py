@@ -89,11 +89,15 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("member.remove", "Member removed"),
         ("member.make_co_owner", "Member made co-owner"),
         ("member.revoke_co_owner", "Co-owner made member"),
+        ("membership.invited", "Person invited"),
         ("membership.invitation_accepted", "Invitation accepted"),
         ("member.restored", "Suspended member restored by the IdP"),
         ("member.remove_now", "Scheduled member removed now"),
         ("member.keep", "Scheduled removal cancelled"),
         ("member.removed_on_schedule", "Suspended member removed on schedule"),
+    ],
+    "Account settings": [
+        ("account.invite_controls_changed", "Invite controls changed"),
     ],
     "Team rules": [
         ("team_rule.added", "Team rule added"),

@@ -9,7 +9,9 @@ Email and matching:
   passphrase), or creates them with a welcome email whose initial passphrase is made and
   hashed by the outbox job, never on this request path;
 - elsewhere nobody is joined silently: the membership is "invited" until the person
-  accepts from the invitation email.
+  accepts from the invitation email, if the account's invite controls allow that
+  email's domain (SPEC F13, blueprints/domains/policy.py); otherwise the create or the
+  email change is refused with a 403 and nothing is written (`check_invite`).
 
 Licences: an active member holds a seat (blueprints.common.seats); deactivation or
 deletion frees it and ends the member's sessions; no seat left is 403.
@@ -39,6 +41,7 @@ from blueprints.common import outbox, seats
 from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
 from blueprints.common.sql import execute
 from blueprints.common.urls import absolute_url
+from blueprints.domains import policy as domain_policy
 from blueprints.domains.services import email_domain
 from blueprints.members import rules
 from blueprints.scim_api.schemas import UserResource
@@ -165,6 +168,16 @@ def account_name(session, account_id: int) -> str:
 def _verified(session, account_id: int, email: str) -> bool:
     found = execute(session, _VERIFIED, {"account_id": account_id, "name": email_domain(email)})
     return found.first() is not None
+
+
+def check_invite(session, account_id: int, email: str) -> None:
+    """An email outside the verified domains is invited only if the account's invite
+    controls allow its domain (SPEC F13); else 403 (RFC 7644 §3.12: "The client does not
+    have permission to perform the operation"), before anything is written. Asked only
+    for an email outside the verified domains, so a create in them reads nothing more."""
+    decision = domain_policy.may_invite(session, account_id, email, verified=False)
+    if not decision:
+        raise ForbiddenException(detail=decision.reason)
 
 
 # --- Seats and deactivation -----------------------------------------------------------------
@@ -361,13 +374,15 @@ def new_person(display_name: str | None, email: str, now: datetime) -> dict:
     }
 
 
-def invitation(email: str, token: str, account_name: str) -> dict:
-    """The arguments of `outbox.message` for an invitation to join the account."""
+def invitation(email: str, token: str, account_name: str, inviter: str | None = None) -> dict:
+    """The arguments of `outbox.message` for an invitation to join the account: from the
+    IdP, or from `inviter` (a person, on the Members page)."""
     return {
         "to": email,
         "subject": f"You are invited to join {account_name}",
         "template": "invitation",
         "account_name": account_name,
+        "inviter": inviter,
         "accept_url": absolute_url("invitations.accept", token=token),
     }
 
@@ -379,6 +394,7 @@ def _match_email(session, member: Membership, email: str | None, now: datetime) 
     if email is None:
         return []
     if not _verified(session, member.account_id, email):
+        check_invite(session, member.account_id, email)
         return [("invite", _invite(member, now))]
     member.invitation_token_hash = None
     user = find_user(session, email)

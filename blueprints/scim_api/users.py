@@ -531,6 +531,7 @@ def _insert_new(
     row.update(search_columns(row))  # no ORM event fires for a Core INSERT
     invitation = person = None
     if email is not None and not match.verified:
+        provisioning.check_invite(session, account_id, email)
         token, row["invitation_token_hash"] = provisioning.invitation_token()
         row["invited_at"] = now
         invitation = outbox.message(**provisioning.invitation(row["email"], token, account_name))

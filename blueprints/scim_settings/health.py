@@ -28,6 +28,7 @@ SEATS = "seats"
 UNKNOWN_MEMBERS = "unknown_members"
 REJECTED = "rejected"
 ACCESS = "access"
+INVITES = "invites"
 
 # What the panel says of each kind: its title, and what an Okta or Entra ID admin does.
 KINDS = {
@@ -69,6 +70,15 @@ KINDS = {
         "ranges), add it to the token's allow-list with Change access; if the IdP must "
         "write, give it a token that is not read-only. An address you don't know may be "
         "someone else holding the token: revoke it.",
+    ),
+    INVITES: (
+        "Invitations refused by the invite controls",
+        "Your IdP created users (or changed their email) outside this account's verified "
+        "domains, where they would be invited, and the account's invite controls don't "
+        "allow that domain, so they were refused (403) and nothing was written. If they "
+        "should join, add the domain to the invite controls' list or verify it (Account "
+        "settings, Domains), then let the IdP retry (Okta: Retry on the failed tasks; "
+        "Entra ID: Provision on demand); otherwise unassign them from the application.",
     ),
 }
 
