@@ -1,7 +1,7 @@
 """unclaimed accounts: each person's email domain, indexed with the email
 
 Revision ID: f1a2b3c4d5e6
-Revises: d9e0f1a2b3c4
+Revises: e0f1a2b3c4d5
 Create Date: 2026-12-07 04:30:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'f1a2b3c4d5e6'
-down_revision = 'd9e0f1a2b3c4'
+down_revision = 'e0f1a2b3c4d5'
 branch_labels = None
 depends_on = None
 

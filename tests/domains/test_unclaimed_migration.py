@@ -11,7 +11,7 @@ from models import User, utcnow
 from tests.conftest import _test_config
 from tests.scim_api.test_migration import scratch_url  # noqa: F401 (a fixture)
 
-BEFORE = "d9e0f1a2b3c4"
+BEFORE = "e0f1a2b3c4d5"
 
 
 def _columns(db) -> set[str]:
