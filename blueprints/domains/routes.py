@@ -201,3 +201,43 @@ def unclaimed_export(domain_id: int):
 
 def _stamp(moment) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def _ids(values: list[str]) -> list[int]:
+    """The person ids of a form (checkboxes, or one row's button); others are dropped."""
+    return [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 10]
+
+
+@bp.post("/<id:domain_id>/unclaimed/invite")
+@admin_required
+def unclaimed_invite(domain_id: int):
+    """Invite one person, the ones ticked, or everyone on the page; the list comes back
+    without them, with a summary of what happened."""
+    domain = _domain_or_404(domain_id)
+    if domain.status != "verified":
+        abort(404)
+    cursor = unclaimed.Cursor.from_args(request.form)
+    if request.form.get("one"):
+        ids = _ids([request.form["one"]])
+    elif request.form.get("all") == "1":
+        page = unclaimed.list_unclaimed(db.session, domain.account_id, domain.name, cursor)
+        ids = [person.id for person in page.people]
+    else:
+        ids = _ids(request.form.getlist("id"))
+    status, summary = 200, None
+    try:
+        summary = unclaimed.invite_unclaimed(
+            db.session,
+            domain.account_id,
+            domain.name,
+            current_membership(),
+            ids,
+            utcnow(),
+            request.remote_addr,
+        )
+    except unclaimed.NothingChosen as problem:
+        status, summary = 422, str(problem)
+    context = _unclaimed_context(domain, cursor) | {"summary": summary}
+    return render_page_or_fragment(
+        "domains/unclaimed.html", "domains/_unclaimed_results.html", status, **context
+    )

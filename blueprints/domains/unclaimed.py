@@ -19,6 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, exists, or_, select
 
+from blueprints.invitations import services as invitations
 from models import Membership, User
 
 PAGE_SIZE = 50
@@ -169,3 +170,45 @@ def export_unclaimed(
         if len(people) < batch:
             return
         after = people[-1].key
+
+
+class NothingChosen(ValueError):
+    """An invite with nobody selected (or more than one page): said next to the list."""
+
+
+@dataclass
+class Invited:
+    """What inviting from the tab did: the invitation service's result, and how many of
+    the people chosen were no longer unclaimed (invited or joined meanwhile, or not of
+    this domain)."""
+
+    result: invitations.InviteResult
+    gone: int
+
+
+def invite_unclaimed(
+    session,
+    account_id: int,
+    domain_name: str,
+    actor: Membership,
+    user_ids: list[int],
+    now: datetime,
+    remote_addr: str | None = None,
+) -> Invited:
+    """Invite the chosen people (by id) who are still unclaimed people of the domain,
+    through the invitation service (invite controls, seats, outbox, audit). Never
+    commits; NothingChosen for an empty or oversized choice, nothing changed."""
+    chosen = list(dict.fromkeys(user_ids))
+    if not chosen:
+        raise NothingChosen("Select the people to invite first.")
+    if len(chosen) > invitations.MAX_INVITES:
+        raise NothingChosen(f"Invite at most {invitations.MAX_INVITES} people at a time.")
+    emails = list(
+        session.scalars(
+            select(User.email)
+            .where(User.id.in_(chosen), _where(account_id, domain_name, ""))
+            .order_by(User.email_key)
+        )
+    )
+    result = invitations.invite(session, account_id, actor, emails, now, remote_addr)
+    return Invited(result, gone=len(chosen) - len(emails))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from blueprints.domains import unclaimed
-from models import Membership, User, utcnow
+from models import Membership, OutboxEmail, User, utcnow
 from tests import factories
 from tests.members.conftest import invited_member, scim_member
 
@@ -29,7 +29,7 @@ def person(session, email: str, name: str | None = None, **extra) -> User:
 
 def listed(html: str) -> list[str]:
     """The emails in the table, in order."""
-    return re.findall(r'<tr id="unclaimed-\d+">\s*<td>([^<]*)</td>', html)
+    return re.findall(r'<td class="email">([^<]*)</td>', html)
 
 
 def page_of(client, domain, **args) -> str:
@@ -278,3 +278,134 @@ def test_a_member_removed_becomes_unclaimed(session, account, owner, as_owner, c
     session.commit()
 
     assert listed(page_of(client, domain)) == ["gone@acme.test"]
+
+
+# --- inviting from the tab (SPEC F13; the invitation service of blueprints/invitations) --
+
+
+def invite(client, domain, headers=None, **form):
+    return client.post(
+        f"/enterprise/domains/{domain.id}/unclaimed/invite", data=form, headers=headers or {}
+    )
+
+
+def invitations_of(session, account) -> dict[str, str]:
+    rows = session.query(Membership).filter(
+        Membership.account_id == account.id, Membership.invitation_token_hash.is_not(None)
+    )
+    return {m.email: m.source for m in rows}
+
+
+def test_invite_one_person_from_the_tab(session, account, owner, as_owner, client, htmx, domain):
+    ann = person(session, "ann@acme.test")
+    person(session, "bob@acme.test")
+
+    response = invite(client, domain, headers=htmx, one=str(ann.id))
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="unclaimed-results"') and "<html" not in html
+    assert "Invited 1: ann@acme.test" in html
+    assert listed(html) == ["bob@acme.test"]  # Ann left the list
+    session.expire_all()
+    assert invitations_of(session, account) == {"ann@acme.test": "manual"}
+    assert listed(page_of(client, domain)) == ["bob@acme.test"]
+    assert [row.to_addr for row in session.query(OutboxEmail)] == ["ann@acme.test"]
+
+
+def test_invite_the_ticked_people(session, account, owner, as_owner, client, htmx, domain):
+    ann, bob = person(session, "ann@acme.test"), person(session, "bob@acme.test")
+    person(session, "cy@acme.test")
+
+    response = invite(client, domain, headers=htmx, id=[str(ann.id), str(bob.id)])
+
+    assert "Invited 2: ann@acme.test, bob@acme.test" in response.get_data(as_text=True)
+    assert listed(response.get_data(as_text=True)) == ["cy@acme.test"]
+    session.expire_all()
+    assert set(invitations_of(session, account)) == {"ann@acme.test", "bob@acme.test"}
+
+
+def test_invite_everyone_on_this_page_keeps_the_page(
+    session, account, owner, as_owner, client, domain
+):
+    session.add_all(
+        User(email=f"p{i:02}@acme.test", email_key=f"p{i:02}@acme.test", session_generation=1)
+        for i in range(55)
+    )
+    account.seat_limit = 100
+    session.commit()
+
+    response = invite(client, domain, after="p49@acme.test", all="1")
+
+    html = response.get_data(as_text=True)
+    assert "Invited 5: p50@acme.test" in html
+    session.expire_all()
+    assert len(invitations_of(session, account)) == 5
+    assert len(listed(page_of(client, domain))) == 50  # p00..p49 still unclaimed
+
+
+def test_invite_with_nobody_chosen_changes_nothing(
+    session, account, owner, as_owner, client, domain
+):
+    person(session, "ann@acme.test")
+
+    response = invite(client, domain, id=["x", "-1"])
+
+    assert response.status_code == 422
+    assert "Select the people to invite first." in response.get_data(as_text=True)
+    session.expire_all()
+    assert invitations_of(session, account) == {}
+
+
+def test_invite_someone_not_unclaimed_here_is_not_invited(
+    session, account, owner, as_owner, client, domain
+):
+    outsider = person(session, "out@other.test")
+    member = factories.make_user(session, account, "in@acme.test")
+
+    response = invite(client, domain, id=[str(outsider.id), str(member.id)])
+
+    assert response.status_code == 200
+    assert "2 of the people chosen are no longer unclaimed" in response.get_data(as_text=True)
+    session.expire_all()
+    assert invitations_of(session, account) == {}
+
+
+def test_invite_without_a_seat_is_refused_with_the_reason(
+    session, account, owner, as_owner, client, domain
+):
+    ann = person(session, "ann@acme.test")
+    account.seat_limit = account.seats_used
+    session.commit()
+
+    html = invite(client, domain, one=str(ann.id)).get_data(as_text=True)
+
+    assert "Not invited: ann@acme.test: Licence limit reached" in html
+    assert listed(html) == ["ann@acme.test"]
+
+
+def test_invite_needs_csrf_and_an_admin(session, account, client, login_as, domain):
+    ann = person(session, "ann@acme.test")
+    login_as(factories.make_user(session, account, "plain@acme.test"))
+    assert invite(client, domain, one=str(ann.id)).status_code == 403
+
+    login_as(factories.make_user(session, account, "co@acme.test", role="co-owner"))
+    response = client.post(
+        f"/enterprise/domains/{domain.id}/unclaimed/invite", data={"one": ann.id}, csrf=False
+    )
+    assert response.status_code == 400
+    session.expire_all()
+    assert invitations_of(session, account) == {}
+    assert invite(client, domain, one=str(ann.id)).status_code == 200  # a co-owner may
+
+
+def test_invite_on_another_accounts_or_unverified_domain_is_404(
+    session, account, owner, as_owner, client
+):
+    other = factories.make_account(session, name="Other Corp")
+    theirs = factories.make_domain(session, other, "other.test", verified=True)
+    pending = factories.make_domain(session, account, "pending.test")
+    ann = person(session, "ann@other.test")
+
+    assert invite(client, theirs, one=str(ann.id)).status_code == 404
+    assert invite(client, pending, one=str(ann.id)).status_code == 404
