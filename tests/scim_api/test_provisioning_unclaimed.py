@@ -23,3 +23,23 @@ def test_scim_created_person_has_their_domain_and_becomes_unclaimed(session, sci
 
     found = unclaimed.list_unclaimed(session, ready.id, domain.name, cursor).people
     assert [p.email for p in found] == ["New.Person@Example.COM"]
+
+
+def test_person_made_by_accepting_an_invitation_is_unclaimed_for_others(
+    session, scim, client, smtp_server
+):
+    """The invitation page creates the person with the ORM (the User event keeps the
+    domain): another account that verified that domain sees them unclaimed."""
+    from tests import factories
+    from tests.scim_api.test_invitations import NEW, _invitation_path
+
+    provision(scim, "kim@elsewhere.test")
+    response = client.post(_invitation_path(smtp_server), data={"passphrase": NEW, "confirm": NEW})
+    assert response.status_code == 302
+
+    person = session.query(User).filter_by(email_key="kim@elsewhere.test").one()
+    assert person.email_domain == "elsewhere.test"
+    other = factories.make_account(session, name="Elsewhere Inc")
+    factories.make_domain(session, other, "elsewhere.test", verified=True)
+    found = unclaimed.list_unclaimed(session, other.id, "elsewhere.test", unclaimed.Cursor())
+    assert [p.email for p in found.people] == ["kim@elsewhere.test"]
