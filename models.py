@@ -74,9 +74,19 @@ class Account(db.Model):
 class User(UserMixin, db.Model):
     """A global identity; `email_key` makes the email unique case-insensitively."""
 
+    __table_args__ = (
+        # A verified domain's unclaimed accounts (SPEC F13): its people in email order,
+        # one index range however many people other domains have.
+        Index("ix_user_email_domain_key", "email_domain", "email_key"),
+    )
+
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    # The email's domain as domains are stored (IDNA, lower case: Domain.name), kept by
+    # `_keep_email_domain` on every ORM write; a Core INSERT sets it itself
+    # (scim_api.provisioning.new_person).
+    email_domain: Mapped[str | None] = mapped_column(String(253))
     display_name: Mapped[str | None] = mapped_column(String(200))
     passphrase_hash: Mapped[str | None] = mapped_column(String(200))
     must_change_passphrase: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -89,6 +99,15 @@ class User(UserMixin, db.Model):
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_generation}"
+
+
+@event.listens_for(User, "before_insert")
+@event.listens_for(User, "before_update")
+def _keep_email_domain(mapper, connection, user: User) -> None:
+    # Imported here: the domains service imports the models (it owns the IDNA rules).
+    from blueprints.domains.services import email_domain
+
+    user.email_domain = email_domain(user.email) if user.email else None
 
 
 class Membership(db.Model):

@@ -7,9 +7,15 @@ from flask_login import current_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
 from blueprints.common.auth import admin_required, current_membership, reauthenticated
+from blueprints.common.export import csv_download
 from blueprints.common.extensions import db
-from blueprints.common.htmx import is_htmx, render_fragment, render_page_or_fragment
-from blueprints.domains import services
+from blueprints.common.htmx import (
+    is_htmx,
+    render_fragment,
+    render_page_or_fragment,
+    request_is_partial,
+)
+from blueprints.domains import services, unclaimed
 from blueprints.domains.forms import AddDomainForm
 from models import utcnow
 
@@ -122,4 +128,116 @@ def remove(domain_id: int):
     status = 422 if form.errors else 200
     return render_page_or_fragment(
         "domains/remove.html", "domains/_remove_form.html", status, domain=domain, form=form
+    )
+
+
+# --- unclaimed accounts (SPEC F13) -------------------------------------------------------------
+
+
+def _unclaimed_context(domain, cursor: unclaimed.Cursor) -> dict:
+    verified = domain.status == "verified"
+    return {
+        "domain": domain,
+        "verified": verified,
+        "cursor": cursor,
+        "result": unclaimed.list_unclaimed(db.session, domain.account_id, domain.name, cursor)
+        if verified
+        else None,
+        "summary": None,
+        "partial": request_is_partial(),
+        "list_url": lambda **args: url_for("domains.unclaimed_list", domain_id=domain.id, **args),
+    }
+
+
+def _cursor_args(cursor: unclaimed.Cursor) -> dict:
+    args = {"q": cursor.q} if cursor.q else {}
+    if cursor.last:
+        return args | {"last": "1"}
+    if cursor.after:
+        return args | {"after": cursor.after}
+    return args | ({"before": cursor.before} if cursor.before else {})
+
+
+@bp.get("/<id:domain_id>/unclaimed")
+@admin_required
+def unclaimed_list(domain_id: int):
+    """The domain's people who have an identity here but no membership: search, pages."""
+    domain = _domain_or_404(domain_id)
+    cursor = unclaimed.Cursor.from_args(request.args)
+    response = render_page_or_fragment(
+        "domains/unclaimed.html",
+        "domains/_unclaimed_results.html",
+        **_unclaimed_context(domain, cursor),
+    )
+    if request_is_partial():  # the search form sends an empty q: push the canonical URL
+        response.headers["HX-Push-Url"] = url_for(
+            "domains.unclaimed_list", domain_id=domain.id, **_cursor_args(cursor)
+        )
+    return response
+
+
+@bp.get("/<id:domain_id>/unclaimed.csv")
+@admin_required
+def unclaimed_export(domain_id: int):
+    """The whole list (under the search) as CSV, streamed in keyset batches."""
+    domain = _domain_or_404(domain_id)
+    if domain.status != "verified":
+        abort(404)
+    account_id, name = domain.account_id, domain.name
+    q = unclaimed.Cursor.from_args(request.args).q
+
+    def rows():
+        for person in unclaimed.export_unclaimed(db.session, account_id, name, q):
+            yield (
+                person.email,
+                person.name,
+                _stamp(person.created_at),
+                _stamp(person.last_sign_in_at),
+            )
+
+    header = ["email", "name", "signed_up", "last_sign_in"]
+    return csv_download(f"unclaimed-{name}", header, rows)
+
+
+def _stamp(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def _ids(values: list[str]) -> list[int]:
+    """The person ids of a form (checkboxes, or one row's button); others are dropped."""
+    return [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 10]
+
+
+@bp.post("/<id:domain_id>/unclaimed/invite")
+@admin_required
+def unclaimed_invite(domain_id: int):
+    """Invite one person, the ones ticked, or everyone on the page; the list comes back
+    without them, with a summary of what happened."""
+    domain = _domain_or_404(domain_id)
+    if domain.status != "verified":
+        abort(404)
+    cursor = unclaimed.Cursor.from_args(request.form)
+    if request.form.get("one"):
+        ids = _ids([request.form["one"]])
+    elif request.form.get("all") == "1":
+        page = unclaimed.list_unclaimed(db.session, domain.account_id, domain.name, cursor)
+        ids = [person.id for person in page.people]
+    else:
+        ids = _ids(request.form.getlist("id"))
+    status, summary = 200, None
+    try:
+        summary = unclaimed.invite_unclaimed(
+            db.session,
+            domain.account_id,
+            domain.name,
+            current_membership(),
+            ids,
+            utcnow(),
+            request.remote_addr,
+        )
+    except unclaimed.NothingChosen as problem:
+        status, summary = 422, str(problem)
+    context = _unclaimed_context(domain, cursor) | {"summary": summary}
+    return render_page_or_fragment(
+        "domains/unclaimed.html", "domains/_unclaimed_results.html", status, **context
     )

@@ -363,6 +363,7 @@ def new_person(display_name: str | None, email: str, now: datetime) -> dict:
     return {
         "email": email,
         "email_key": email_key(email),
+        "email_domain": email_domain(email),  # a Core INSERT fires no ORM event
         # The person's name is a convenience; the member keeps the full displayName
         # (512 characters), which PostgreSQL refused in user.display_name: a 500.
         "display_name": display_name[:PERSON_NAME] if display_name else None,
