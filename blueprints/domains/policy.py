@@ -225,10 +225,11 @@ def capturing_account(session, email: str) -> Account | None:
     )
 
 
-def scim_only_refusal(account_name: str) -> str:
+def scim_only_refusal(account_name: str, email: str) -> str:
     return (
-        f"Members of {account_name} are created by its identity provider's provisioning "
-        "(SCIM) only. Ask your administrator to assign you the application."
+        f"There is no account for {email}. Members of {account_name} come from its "
+        "identity provider's provisioning (SCIM): ask your administrator to assign you "
+        "the application."
     )
 
 
@@ -237,7 +238,7 @@ def may_join_by_sso(session, account: Account, email: str) -> Decision:
     `account` just in time (SPEC F13)? Only when the email's domain is one of the
     account's captured domains and the account is not SCIM only."""
     if account.scim_only:
-        return Decision(False, scim_only_refusal(account.name))
+        return Decision(False, scim_only_refusal(account.name, email))
     captured = capturing_account(session, email)
     if captured is None or captured.id != account.id:
         return Decision(False, f"There is no account for {email}. Ask your administrator.")
