@@ -90,6 +90,9 @@ def test_sign_up_emails_a_link_and_nobody_signs_in_before_it_is_opened(client, s
 
     done = client.post(link)
     assert done.status_code == 302
+    landing = client.get(done.headers["Location"], follow_redirects=True)
+    assert landing.status_code == 200
+    assert "Your email is confirmed." in landing.get_data(as_text=True)
     user = _user(session, "kim@free.test")
     assert user is not None and user.memberships == []
     assert [e.actor_user_id for e in _events(session, "user.signed_up")] == [user.id]

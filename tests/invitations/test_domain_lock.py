@@ -80,3 +80,24 @@ def test_a_lock_on_a_domain_no_longer_verified_counts_for_nothing(
     session.commit()
 
     assert policy.may_invite(session, account.id, "kim@locked.test")
+
+
+def test_an_invitation_sent_before_the_lock_no_longer_opens(
+    client, session, account, owner_member, locker
+):
+    _other, domain = locker
+    domain.locked = False
+    session.commit()
+    _invite(session, account.id, owner_member, ["kim@locked.test"])
+    from models import OutboxEmail
+
+    mail = session.scalar(select(OutboxEmail).where(OutboxEmail.to_addr == "kim@locked.test"))
+    path = "/invitations/" + mail.body_text.split("/invitations/", 1)[1].split()[0]
+    assert client.get(path).status_code == 200
+    domain.locked = True
+    session.commit()
+
+    response = client.get(path)
+
+    assert response.status_code == 403
+    assert MANAGED in response.get_data(as_text=True)
