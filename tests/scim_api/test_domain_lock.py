@@ -5,12 +5,15 @@ domains is unaffected."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from sqlalchemy import func, select
 
 from models import Membership, OutboxEmail
 from tests import factories
 from tests.scim_api.conftest import assert_scim_error, provision
+from tests.scim_settings.conftest import signed_in  # noqa: F401 (a fixture)
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
@@ -54,3 +57,25 @@ def test_create_in_own_verified_domain_is_unaffected(scim, session, ready, locke
 
     member = session.scalar(select(Membership).where(Membership.scim_id == created["id"]))
     assert member.status == "active"
+
+
+def test_lock_refusals_are_a_provisioning_problem_on_the_scim_page(
+    client,
+    session,
+    ready,
+    locked,
+    scim,
+    signed_in,  # noqa: F811
+):
+    for name in ("kim@locked.test", "lee@locked.test"):
+        assert _create(scim, name).status_code == 403
+
+    page = html.unescape(client.get("/enterprise/scim").get_data(as_text=True))
+
+    assert 'class="problem problem-domain_locked"' in page
+    assert "Refused: domain locked by another organisation" in page
+    assert "locked.test is managed by another organisation." in page
+
+
+def _create(scim, email: str):
+    return scim("POST", "/Users", json={"schemas": [USER], "userName": email})
