@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from blueprints.auth.services import (
     _token_hash,
@@ -172,8 +173,12 @@ def confirm(session, signup: Signup, now: datetime, remote_addr: str | None = No
         session_generation=1,
         created_at=now,
     )
-    session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError:  # the address got an account meanwhile (an IdP, an invitation)
+        return Confirmed(problem="exists")
     audit.record_for_person(session, "user.signed_up", user.id, remote_addr=remote_addr)
     account = policy.capturing_account(session, signup.email)
     if account is None:

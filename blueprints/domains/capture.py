@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit, outbox, seats
 from blueprints.common.accounts import admin_contacts
@@ -32,6 +33,16 @@ def no_seat(account_name: str) -> str:
     return f"{account_name} has no seat left; ask its owners."
 
 
+class _NoSeat(Exception):
+    pass
+
+
+def _membership(session, account_id: int, user_id: int) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(Membership.account_id == account_id, Membership.user_id == user_id)
+    )
+
+
 def join(
     session,
     account: Account,
@@ -42,14 +53,9 @@ def join(
 ) -> Membership | None:
     """Make `user` a member of `account` holding a seat (`via`: "signup" or "sso"); None
     when no seat is left, the refusal recorded and the owners told (once a day)."""
-    existing = session.scalar(
-        select(Membership).where(Membership.account_id == account.id, Membership.user_id == user.id)
-    )
+    existing = _membership(session, account.id, user.id)
     if existing is not None:
         return existing
-    if not seats.take_for_new(session, account.id):
-        refuse(session, account, user.email, via, now, remote_addr)
-        return None
     member = Membership(
         account_id=account.id,
         user_id=user.id,
@@ -62,7 +68,17 @@ def join(
         created_at=now,
         updated_at=now,
     )
-    session.add(member)
+    try:
+        with session.begin_nested():  # the seat and the row together, or neither
+            if not seats.take_for_new(session, account.id):
+                raise _NoSeat
+            session.add(member)
+            session.flush()
+    except _NoSeat:
+        refuse(session, account, user.email, via, now, remote_addr)
+        return None
+    except IntegrityError:  # the same person joined at the same moment (two tabs)
+        return _membership(session, account.id, user.id)
     audit.record(
         session,
         "domain.capture_joined",

@@ -332,6 +332,11 @@ def _just_in_time(
         user = User(email=email, email_key=email_key(email), session_generation=1, created_at=now)
         session.add(user)
         session.flush()
-    if capture.join(session, account, user, "sso", now, remote_addr) is None:
+    member = capture.join(session, account, user, "sso", now, remote_addr)
+    if member is None:
         return SignInOutcome(None, capture.no_seat(account.name))
+    if not member.active:  # made deactivated meanwhile: as for any deactivated member
+        return SignInOutcome(
+            None, f"The account of {email} is deactivated. Ask your administrator."
+        )
     return SignInOutcome(user)

@@ -304,3 +304,30 @@ def test_sign_ups_per_address_are_throttled(client, session, app):
 
 def test_pending_is_false_for_a_wrong_passphrase(session, app):
     assert signup.pending(session, "nobody@free.test", NEW, utcnow()) is False
+
+
+def test_an_address_that_got_an_account_meanwhile_is_sent_to_sign_in(client, session):
+    _sign_up(client, "kim@free.test")
+    link = _link(session, "kim@free.test")
+    factories.make_user(session, email="kim@free.test")  # e.g. provisioned by an IdP
+
+    response = client.post(link)
+
+    assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    assert session.scalar(select(func.count()).select_from(User)) == 1
+    assert client.post(link).status_code == 410
+
+
+def test_joining_twice_takes_one_seat(session, account, owner, captured):
+    from blueprints.domains import capture
+
+    person = factories.make_user(session, email="ana@example.com")
+    used = session.get(Account, account.id).seats_used
+    first = capture.join(session, account, person, "sso", utcnow())
+    second = capture.join(session, account, person, "signup", utcnow())
+    session.commit()
+
+    assert first.id == second.id
+    session.expire_all()
+    assert session.get(Account, account.id).seats_used == used + 1
+    assert len(_events(session, "domain.capture_joined")) == 1
