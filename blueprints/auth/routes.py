@@ -143,13 +143,13 @@ def confirm_signup(token: str):
         return redirect(url_for("auth.login"))
     if done.problem:
         return render_template("auth/signup_refused.html", message=done.problem), 403
-    session.clear()
-    login_user(done.user)
     if done.refused_by is not None:
         unit_of_work.keep_on_error()  # the person, and the refusal the owners are told of
         return render_template(
             "auth/signup_refused.html", message=capture.no_seat(done.refused_by.name)
         ), 403
+    session.clear()
+    login_user(done.user)
     if done.member is not None:
         flash(f"Your email is confirmed. You joined {done.member.account.name}.", "success")
     else:

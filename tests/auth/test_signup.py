@@ -210,7 +210,7 @@ def test_no_seat_left_refuses_clearly_and_tells_the_owners_once_a_day(
         assert "Example Inc has no seat left; ask its owners." in response.get_data(as_text=True)
         user = _user(session, email)
         assert user is not None and _member(session, account, user) is None
-        client.post("/logout")
+        assert client.get("/account").status_code == 302  # not signed in
 
     assert session.get(Account, account.id).seats_used == account.seat_limit
     assert [e.target for e in _events(session, "domain.capture_refused")] == [

@@ -209,3 +209,27 @@ def test_locked_domain_lists_members_of_other_accounts(
     assert "p00@example.com" in text and "Elsewhere Ltd" in text
     assert "p51@example.com" not in text and "mine@example.com" not in text
     assert "x@other.example" not in text
+
+
+def test_switch_works_without_javascript(client, session, verified, as_owner):
+    page = client.get(f"{PAGE}/{verified.id}/lock?on=1")
+    assert page.status_code == 200
+    text = _text(page)
+    assert "<html" in text and "<h1>Domain lock</h1>" in text and 'name="passphrase"' in text
+
+    response = client.post(
+        f"{PAGE}/{verified.id}/lock", data={"on": "1", "passphrase": factories.PASSPHRASE}
+    )
+    assert response.status_code == 302 and response.headers["Location"].endswith(PAGE)
+    assert _domain(session, verified).locked is True
+
+
+def test_capture_of_a_domain_no_longer_verified_captures_nobody(session, account, verified):
+    from blueprints.domains import policy
+
+    verified.capture = True
+    session.commit()
+    assert policy.capturing_account(session, "kim@example.com").id == account.id
+    verified.status = "failed"
+    session.commit()
+    assert policy.capturing_account(session, "kim@example.com") is None
