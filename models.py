@@ -68,6 +68,9 @@ class Account(db.Model):
     # (one normalised name a line).
     invite_policy: Mapped[str] = mapped_column(String(10), default="any", server_default="any")
     invite_domains: Mapped[str | None] = mapped_column(Text)
+    # "SCIM only" (SPEC F13): only the IdP creates members; domain capture and SSO
+    # just-in-time membership are off (blueprints/domains/policy.py).
+    scim_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -371,9 +374,30 @@ class Domain(db.Model):
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set while a verified domain's record is missing on re-check (SPEC F2 "lost record").
     lost_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Domain controls (SPEC F13, blueprints/domains/policy.py), meaningful while verified
+    # and switched off with the verification: capture joins the domain's people who sign
+    # up or sign in with SSO; lock keeps them out of other accounts unless invited.
+    capture: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     account: Mapped[Account] = relationship()
+
+
+class Signup(db.Model):
+    """A self sign-up waiting for its email to be confirmed (SPEC F13): the person exists
+    only once the single-use link is opened; only the SHA-256 of its token is kept."""
+
+    __table_args__ = (Index("ix_signup_email_key", "email_key", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    passphrase_hash: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class PassphraseReset(db.Model):

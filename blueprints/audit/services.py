@@ -36,6 +36,7 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("user.passphrase_changed", "Passphrase changed"),
         ("user.reset_requested", "Passphrase reset requested"),
         ("user.passphrase_reset", "Passphrase reset"),
+        ("user.signed_up", "Signed up (email confirmed)"),
     ],
     "Domains": [
         ("domain.added", "Domain added"),
@@ -43,6 +44,10 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
         ("domain.verify_failed", "Domain verification failed"),
         ("domain.verification_lost", "Domain verification lost"),
         ("domain.removed", "Domain removed"),
+        ("domain.capture_changed", "Domain capture turned on or off"),
+        ("domain.lock_changed", "Domain lock turned on or off"),
+        ("domain.capture_joined", "Person joined by domain capture"),
+        ("domain.capture_refused", "Person refused by domain capture (no seat left)"),
     ],
     "SSO": [
         ("sso.saml_saved", "SAML settings saved"),
@@ -98,6 +103,7 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "Account settings": [
         ("account.invite_controls_changed", "Invite controls changed"),
+        ("account.scim_only_changed", "SCIM only turned on or off"),
     ],
     "Team rules": [
         ("team_rule.added", "Team rule added"),

@@ -49,3 +49,26 @@ class ConfirmPassphraseForm(FlaskForm):
     """Re-authentication for a sensitive action (SPEC F1)."""
 
     passphrase = PasswordField("Passphrase", validators=[DataRequired(), Length(max=MAX_LENGTH)])
+
+
+def an_email_address(form, field) -> None:
+    """The address check invitations use (one @, a dotted domain; any TLD, `.test` too,
+    which email-validator refuses as special-use)."""
+    from blueprints.invitations.services import valid_email
+
+    if field.data and not valid_email(field.data.strip()):
+        raise ValidationError("Enter a valid email address.")
+
+
+class SignUpForm(FlaskForm):
+    """Self sign-up (SPEC F13)."""
+
+    email = EmailField(
+        "Email",
+        validators=[DataRequired(), no_control_characters, Length(max=320), an_email_address],
+    )
+    passphrase = PasswordField("Passphrase", validators=[DataRequired()])
+    confirm = PasswordField(
+        "Repeat the passphrase",
+        validators=[DataRequired(), EqualTo("passphrase", "The two passphrases differ.")],
+    )

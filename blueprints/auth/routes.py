@@ -5,12 +5,19 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from blueprints.auth import services
-from blueprints.auth.forms import ChangePassphraseForm, ForgotForm, NewPassphraseForm, SignInForm
+from blueprints.auth import services, signup
+from blueprints.auth.forms import (
+    ChangePassphraseForm,
+    ForgotForm,
+    NewPassphraseForm,
+    SignInForm,
+    SignUpForm,
+)
 from blueprints.common import unit_of_work
 from blueprints.common.auth import safe_next
 from blueprints.common.extensions import db
 from blueprints.common.passphrases import passphrase_problem
+from blueprints.domains import capture
 from blueprints.sso import services as sso_services
 from blueprints.sso.routes import begin_sign_in
 from models import utcnow
@@ -79,12 +86,75 @@ def login():
             )
             status = 429
         else:
-            form.form_errors.append(result.error)
+            if signup.pending(db.session, form.email.data, form.passphrase.data, utcnow()):
+                form.form_errors.append(
+                    "Confirm your email address first: open the link we emailed you when "
+                    "you signed up."
+                )
+            else:
+                form.form_errors.append(result.error)
             status = 401
             unit_of_work.keep_on_error()  # the failure counts toward the lock-out
     elif request.method == "POST":
         status = 422
     return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def sign_up():
+    """Self sign-up (SPEC F13): the same "check your email" answer whether or not the
+    address has an account; a locked domain is refused next to the email field."""
+    if current_user.is_authenticated and request.method == "GET":
+        return _land(None)
+    form = SignUpForm()
+    if not form.validate_on_submit():
+        return render_template("auth/signup.html", form=form), 422 if form.errors else 200
+    now = utcnow()
+    until = signup.throttled(db.session, request.remote_addr, now)
+    if until:
+        minutes = max(1, round((until - now).total_seconds() / 60))
+        form.form_errors.append(f"Too many sign-ups from your address. Try again in {minutes} min.")
+        return render_template("auth/signup.html", form=form), 429
+    if problem := passphrase_problem(form.passphrase.data, form.email.data):
+        form.passphrase.errors.append(problem)
+        return render_template("auth/signup.html", form=form), 422
+    try:
+        signup.start(db.session, form.email.data, form.passphrase.data, request.remote_addr, now)
+    except signup.SignupRefused as refused:
+        form.email.errors.append(str(refused))
+        return render_template("auth/signup.html", form=form), 422
+    return render_template("auth/signup_sent.html", email=form.email.data.strip())
+
+
+@bp.route("/signup/confirm/<token>", methods=["GET", "POST"])
+def confirm_signup(token: str):
+    """Open the emailed link: GET asks for a click (mail scanners follow links), POST
+    makes the person, who joins the account capturing their domain if there is one."""
+    pending = signup.for_token(db.session, token, utcnow())
+    if pending is None:
+        return render_template("auth/signup_invalid.html"), 410
+    if request.method == "GET":
+        return render_template("auth/signup_confirm.html", email=pending.email, token=token)
+    done = signup.confirm(db.session, pending, utcnow(), request.remote_addr)
+    if done.problem == "spent":
+        return render_template("auth/signup_invalid.html"), 410
+    if done.problem == "exists":
+        flash("This address already has an account: sign in, or reset your passphrase.", "info")
+        return redirect(url_for("auth.login"))
+    if done.problem:
+        return render_template("auth/signup_refused.html", message=done.problem), 403
+    if done.refused_by is not None:
+        unit_of_work.keep_on_error()  # the person, and the refusal the owners are told of
+        return render_template(
+            "auth/signup_refused.html", message=capture.no_seat(done.refused_by.name)
+        ), 403
+    session.clear()
+    login_user(done.user)
+    if done.member is not None:
+        flash(f"Your email is confirmed. You joined {done.member.account.name}.", "success")
+    else:
+        flash("Your email is confirmed. Welcome!", "success")
+    return redirect(url_for("dashboard.index"))
 
 
 @bp.route("/logout", methods=["GET", "POST"])

@@ -51,14 +51,30 @@ def locked_until(session, email: str, remote_addr: str | None, now: datetime) ->
 
 
 def _record_failure(session, email: str, remote_addr: str | None, now: datetime) -> None:
-    """Count one failure on each key, locking a key that reaches its limit.
+    """Count one failure on each key, locking a key that reaches its limit."""
+    count_attempt(session, _throttle_keys(email, remote_addr), now)
+
+
+def throttled_until(session, keys: list[str], now: datetime) -> datetime | None:
+    """When the lock on any of `keys` (LoginThrottle) ends, if one is in force."""
+    ends = [
+        row.locked_until
+        for key in keys
+        if (row := session.get(LoginThrottle, key)) and row.locked_until and row.locked_until > now
+    ]
+    return max(ends) if ends else None
+
+
+def count_attempt(session, keys: list[tuple[str, int]], now: datetime) -> None:
+    """Count one attempt on each (key, limit), locking a key that reaches its limit for
+    LOGIN_LOCKOUT_SECONDS (sign-in failures; self sign-ups per address).
 
     Parallel failures (a guessing run sends many at once) must all count: the row is
     created with INSERT … ON CONFLICT DO NOTHING and counted with UPDATEs the database
     serialises, never read in Python and written back."""
     window = timedelta(seconds=current_app.config["LOGIN_LOCKOUT_SECONDS"])
     table = LoginThrottle.__table__
-    for key, limit in _throttle_keys(email, remote_addr):
+    for key, limit in keys:
         insert_or_ignore(session, table, {"key": key, "failures": 0, "window_start": now}, ["key"])
         # A window that is over starts again from zero.
         session.execute(

@@ -137,6 +137,11 @@ def load_config(instance_path: str) -> dict:
         "SCIM_SILENCE_HOURS": float(os.environ.get("SCIM_SILENCE_HOURS", "24")),
         "RESET_TOKEN_SECONDS": 60 * 60,
         "RESET_EMAILS_PER_HOUR": 3,
+        # Self sign-up (SPEC F13): the confirmation link's lifetime, and how many sign-ups
+        # one client address may start per LOGIN_LOCKOUT_SECONDS (the sign-in throttle's
+        # table and window, blueprints/auth/signup.py).
+        "SIGNUP_TOKEN_SECONDS": 24 * 60 * 60,
+        "SIGNUP_MAX_PER_ADDRESS": int(os.environ.get("SIGNUP_MAX_PER_ADDRESS", "10")),
         "HTMX_CDN_URL": "https://unpkg.com/htmx.org@2.0.11/dist/htmx.min.js",
         "HTMX_SRI": "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg",
         # Proxies in front of the app that append to X-Forwarded-For (0: none, the peer

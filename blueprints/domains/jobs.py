@@ -18,7 +18,7 @@ from models import Domain
 LOST_GRACE = timedelta(days=7)
 
 
-def _warn(session, domain: Domain, kind: str, now: datetime) -> None:
+def _warn(session, domain: Domain, kind: str, now: datetime, ended: list[str] = ()) -> None:
     shown = services.display_name(domain.name)
     subject = {
         "lost": f"DNS record for {shown} is missing",
@@ -38,6 +38,7 @@ def _warn(session, domain: Domain, kind: str, now: datetime) -> None:
             record_value=services.record_value(domain),
             reason=services.REASONS.get(domain.failure_reason or "", ""),
             days=LOST_GRACE.days,
+            ended=list(ended),
             link=absolute_url("domains.index"),
         )
 
@@ -79,13 +80,21 @@ def recheck_verified(now: datetime) -> dict[str, int]:
             elif now - domain.lost_since >= LOST_GRACE:
                 # No longer verified, so no longer a "lost" verified domain either.
                 domain.status, domain.verified_at, domain.lost_since = "failed", None, None
-                _warn(db.session, domain, "revoked", now)
+                # Capture and lock belong to a verified domain: they end with it (SPEC F13).
+                ended = services.controls_off(domain)
+                _warn(
+                    db.session,
+                    domain,
+                    "revoked",
+                    now,
+                    [services.CONTROLS[name][2] for name in ended],
+                )
                 audit.record(
                     db.session,
                     "domain.verification_lost",
                     account_id=domain.account_id,
                     target=domain.name,
-                    detail={"reason": result.reason},
+                    detail={"reason": result.reason} | ({"ended": sorted(ended)} if ended else {}),
                 )
                 counts["revoked"] += 1
             else:

@@ -10,11 +10,18 @@ here rather than deciding for itself:
   by manual invitations (blueprints/invitations/services.py) and by SCIM, for a user
   outside the verified domains, who is invited (blueprints/scim_api/provisioning.py).
 
-The domain capture and domain lock decisions of the same issue (self sign-up, SSO
-just-in-time membership, "SCIM only") belong beside it, as functions of the person's
-email, the domain and the account returning a `Decision` the same way (e.g.
-`may_sign_up`, `may_join_by_sso`); domain lock will also be consulted by `may_invite`
-for a domain another account has locked.
+- **Domain lock** (`Domain.locked`, on a verified domain): `may_join_elsewhere` refuses
+  an account other than the domain's a person of that domain ("example.com is managed by
+  another organisation"); `may_invite` asks it first, so manual invitations and SCIM
+  creates outside the creating account's verified domains are refused the same way. A
+  verified domain belongs to one account only (`services._verified_elsewhere` and the
+  unique index `uq_domain_verified_name`), so an account's own verified domains are never
+  locked by another: a SCIM create inside them reads nothing more. `may_sign_up` refuses
+  a self sign-up in a locked domain unless the locking account has invited the person.
+- **Domain capture** (`Domain.capture`): `capturing_account` is the account a person of
+  the domain joins on signing up or signing in with SSO (`may_join_by_sso`), unless the
+  account is **SCIM only** (`Account.scim_only`: only the IdP creates members). Joining
+  itself (seat, refusal, owners' daily email) is blueprints/domains/capture.py.
 """
 
 from __future__ import annotations
@@ -22,11 +29,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from blueprints.common.sql import execute
 from blueprints.domains.services import DomainError, display_name, email_domain, normalise
-from models import Account, Domain
+from models import Account, Domain, Membership
 
 POLICIES = ("any", "verified", "list")
 LABELS = {
@@ -111,10 +118,15 @@ def decide_invite(controls: InviteControls, domain: str, verified: bool) -> Deci
 
 
 def may_invite(session, account_id: int, email: str, *, verified: bool | None = None) -> Decision:
-    """May `email` be invited to the account (SPEC F13 invite controls)? `verified`, when
+    """May `email` be invited to the account (SPEC F13: domain lock, then the invite
+    controls)? `verified`, when
     the caller knows already whether the email's domain is one of the account's verified
     domains (a SCIM create does), saves the read."""
     domain = email_domain(email)
+    if verified is not True:  # an account's own verified domain is never locked by another
+        locker = locked_by(session, domain)
+        if locker is not None and locker != account_id:
+            return Decision(False, managed_elsewhere(domain))
     controls = invite_controls(session, account_id)
     if controls.policy == "any":
         return ALLOWED
@@ -122,6 +134,115 @@ def may_invite(session, account_id: int, email: str, *, verified: bool | None = 
         found = execute(session, _IS_VERIFIED, {"account_id": account_id, "name": domain})
         verified = found.first() is not None
     return decide_invite(controls, domain, verified)
+
+
+# --- domain lock and domain capture -----------------------------------------------------
+
+_LOCKER = select(_DOMAINS.c.account_id).where(
+    _DOMAINS.c.name == bindparam("name"),
+    _DOMAINS.c.status == "verified",
+    _DOMAINS.c.locked.is_(True),
+)
+
+
+def locked_by(session, domain: str) -> int | None:
+    """The account that locked `domain` (stored form), if one did (one index probe: a
+    verified name is unique)."""
+    return execute(session, _LOCKER, {"name": domain}).scalar()
+
+
+def managed_elsewhere(domain: str) -> str:
+    return f"{display_name(domain)} is managed by another organisation."
+
+
+def may_join_elsewhere(session, account_id: int, email: str) -> Decision:
+    """May a person of `email`'s domain be a member of `account_id`? Refused only when
+    another account verified and locked the domain (domain lock, SPEC F13)."""
+    domain = email_domain(email)
+    locker = locked_by(session, domain)
+    if locker is None or locker == account_id:
+        return ALLOWED
+    return Decision(False, managed_elsewhere(domain))
+
+
+def locked_elsewhere(session, account_id: int, domains: set[str]) -> set[str]:
+    """Which of `domains` (stored form) another account locked (one read for a batch)."""
+    if not domains:
+        return set()
+    return set(
+        session.scalars(
+            select(Domain.name).where(
+                Domain.name.in_(sorted(domains)),
+                Domain.status == "verified",
+                Domain.locked.is_(True),
+                Domain.account_id != account_id,
+            )
+        )
+    )
+
+
+def _invited_by(session, account_id: int, email: str) -> bool:
+    """Whether the account has a pending invitation for `email` (any case)."""
+    return (
+        session.scalar(
+            select(Membership.id).where(
+                Membership.account_id == account_id,
+                Membership.user_id.is_(None),
+                Membership.invitation_token_hash.is_not(None),
+                func.lower(Membership.email) == email.strip().lower(),
+            )
+        )
+        is not None
+    )
+
+
+def may_sign_up(session, email: str) -> Decision:
+    """May `email` sign up here (SPEC F13)? Refused when its domain is locked by an
+    account, unless that account has invited the person."""
+    domain = email_domain(email)
+    locker = locked_by(session, domain)
+    if locker is None or _invited_by(session, locker, email):
+        return ALLOWED
+    return Decision(
+        False,
+        f"{display_name(domain)} is managed by its organisation: people of this domain "
+        "join through an invitation from its owners. Ask them to invite you.",
+    )
+
+
+def capturing_account(session, email: str) -> Account | None:
+    """The account whose verified domain captures `email` (capture on, the account not
+    SCIM only), or None."""
+    return session.scalar(
+        select(Account)
+        .join(Domain, Domain.account_id == Account.id)
+        .where(
+            Domain.name == email_domain(email),
+            Domain.status == "verified",
+            Domain.capture.is_(True),
+            Account.scim_only.is_(False),
+        )
+    )
+
+
+def scim_only_refusal(account_name: str, email: str) -> str:
+    return (
+        f"There is no account for {email}. Members of {account_name} come from its "
+        "identity provider's provisioning (SCIM): ask your administrator to assign you "
+        "the application."
+    )
+
+
+def may_join_by_sso(session, account: Account, email: str) -> Decision:
+    """May an SSO sign-in of an unknown person of `email` create their membership in
+    `account` just in time (SPEC F13)? Only when the email's domain is one of the
+    account's captured domains and the account is not SCIM only."""
+    if account.scim_only:
+        return Decision(False, scim_only_refusal(account.name, email))
+    captured = capturing_account(session, email)
+    if captured is None or captured.id != account.id:
+        return Decision(False, f"There is no account for {email}. Ask your administrator.")
+    return ALLOWED
 
 
 def parse_domains(raw: str | None) -> tuple[list[str], list[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from blueprints.auth.forms import ConfirmPassphraseForm
@@ -17,7 +17,7 @@ from blueprints.common.htmx import (
 )
 from blueprints.domains import services, unclaimed
 from blueprints.domains.forms import AddDomainForm
-from models import utcnow
+from models import Account, utcnow
 
 bp = Blueprint("domains", __name__, url_prefix="/enterprise/domains")
 
@@ -53,10 +53,30 @@ def _domain_or_404(domain_id: int):
     return domain
 
 
+def _is_owner() -> bool:
+    return current_membership().role == "owner"
+
+
+def _row_context() -> dict:
+    """What every domain row needs besides the domain: who may flip its switches, and
+    whether the account is SCIM only (capture is off then; the row says so)."""
+    account = db.session.get(Account, _account_id())
+    return {"can_edit_controls": _is_owner(), "scim_only": account.scim_only}
+
+
+def _row(domain, status: int = 200):
+    return render_fragment("domains/_domain_row.html", status, domain=domain, **_row_context())
+
+
 def _panel(form: AddDomainForm, status: int = 200):
     domains = services.list_domains(db.session, _account_id())
     return render_page_or_fragment(
-        "domains/index.html", "domains/_domains_panel.html", status, form=form, domains=domains
+        "domains/index.html",
+        "domains/_domains_panel.html",
+        status,
+        form=form,
+        domains=domains,
+        **_row_context(),
     )
 
 
@@ -90,7 +110,7 @@ def add():
 @admin_required
 def domain_row(domain_id: int):
     """One row (used by Cancel on the remove form)."""
-    return render_fragment("domains/_domain_row.html", domain=_domain_or_404(domain_id))
+    return _row(_domain_or_404(domain_id))
 
 
 @bp.post("/<id:domain_id>/verify")
@@ -107,7 +127,7 @@ def verify(domain_id: int):
     )
     if not is_htmx():
         return redirect(url_for("domains.index"))
-    return render_fragment("domains/_domain_row.html", domain=domain)
+    return _row(domain)
 
 
 @bp.route("/<id:domain_id>/remove", methods=["GET", "POST"])
@@ -128,6 +148,49 @@ def remove(domain_id: int):
     status = 422 if form.errors else 200
     return render_page_or_fragment(
         "domains/remove.html", "domains/_remove_form.html", status, domain=domain, form=form
+    )
+
+
+@bp.route("/<id:domain_id>/<any(capture, lock):control>", methods=["GET", "POST"])
+@admin_required
+def control(domain_id: int, control: str):
+    """Turn a verified domain's capture or lock on or off (SPEC F13): owners only (co-owners
+    see the switches read-only), after the passphrase."""
+    if not _is_owner():
+        abort(403)
+    domain = _domain_or_404(domain_id)
+    if domain.status != "verified":
+        abort(404)
+    form = ConfirmPassphraseForm()
+    on = (request.form if request.method == "POST" else request.args).get("on") == "1"
+    if request.method == "POST" and reauthenticated(form):
+        services.set_control(db.session, domain, control, on, current_user.id, request.remote_addr)
+        if not is_htmx():
+            return redirect(url_for("domains.index"))
+        return _row(domain)
+    status = 422 if form.errors else 200
+    return render_page_or_fragment(
+        "domains/control.html",
+        "domains/_control_form.html",
+        status,
+        domain=domain,
+        form=form,
+        control=control,
+        label=services.CONTROLS[control][2],
+        on=on,
+    )
+
+
+@bp.get("/<id:domain_id>/outside")
+@admin_required
+def outside(domain_id: int):
+    """A locked domain's people who are members of other accounts (count, first 50)."""
+    domain = _domain_or_404(domain_id)
+    if domain.status != "verified":
+        abort(404)
+    count, rows = services.outside_memberships(db.session, domain)
+    return render_template(
+        "domains/outside.html", domain=domain, count=count, rows=rows, shown=len(rows)
     )
 
 

@@ -17,11 +17,11 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 import idna
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from blueprints.common import audit
-from models import Domain
+from models import Account, Domain, Membership, User
 
 RECORD_PREFIX = "_identity-verification"
 VALUE_PREFIX = "identity-verification="
@@ -263,13 +263,81 @@ def verify_domain(
     return domain
 
 
+# Domain controls (SPEC F13): the switches of a verified domain, their audit actions,
+# and the sentence the page shows beside each.
+CONTROLS = {
+    "capture": ("capture", "domain.capture_changed", "Domain capture"),
+    "lock": ("locked", "domain.lock_changed", "Domain lock"),
+}
+
+
+def set_control(
+    session,
+    domain: Domain,
+    control: str,
+    on: bool,
+    actor_id: int,
+    remote_addr: str | None = None,
+) -> bool:
+    """Turn a verified domain's capture or lock on or off (the caller has re-checked the
+    passphrase); audited. Returns whether it changed; DomainError for a domain that is not
+    verified (the switches belong to verified domains only)."""
+    column, action, _label = CONTROLS[control]
+    if domain.status != "verified":
+        raise DomainError(f"Verify {display_name(domain.name)} first.")
+    if getattr(domain, column) == on:
+        return False
+    setattr(domain, column, on)
+    audit.record(
+        session,
+        action,
+        account_id=domain.account_id,
+        actor_user_id=actor_id,
+        target=domain.name,
+        detail={"on": on},
+        remote_addr=remote_addr,
+    )
+    return True
+
+
+OUTSIDE_SHOWN = 50
+
+
+def outside_memberships(
+    session, domain: Domain, limit: int = OUTSIDE_SHOWN
+) -> tuple[int, list[tuple[str, str]]]:
+    """A locked domain's people who are members of other accounts (SPEC F13): how many
+    memberships, and the first `limit` as (email, account name), in email order. Only
+    what the owner needs to follow up: no other account's details."""
+
+    outside = (
+        select(User.email, Account.name)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Account, Account.id == Membership.account_id)
+        .where(User.email_domain == domain.name, Membership.account_id != domain.account_id)
+    )
+    count = session.scalar(select(func.count()).select_from(outside.subquery()))
+    rows = session.execute(outside.order_by(User.email_key, Account.id).limit(limit)).all()
+    return count, [(email, name) for email, name in rows]
+
+
+def controls_off(domain: Domain) -> dict[str, bool]:
+    """Switch capture and lock off (a verification that ends takes them with it); returns
+    what was on, for the audit event and the owners' notice."""
+    was = {"capture": domain.capture, "lock": domain.locked}
+    domain.capture, domain.locked = False, False
+    return {name: True for name, on in was.items() if on}
+
+
 def remove_domain(session, domain: Domain, actor_id: int) -> None:
-    """Delete the domain (the caller has re-checked the passphrase)."""
+    """Delete the domain (the caller has re-checked the passphrase); its capture and lock
+    go with the row."""
     audit.record(
         session,
         "domain.removed",
         account_id=domain.account_id,
         actor_user_id=actor_id,
         target=domain.name,
+        detail=controls_off(domain) or None,
     )
     session.delete(domain)

@@ -10,6 +10,7 @@ from blueprints.auth.forms import NewPassphraseForm
 from blueprints.auth.services import email_key, find_user, set_passphrase
 from blueprints.common.extensions import db
 from blueprints.common.passphrases import passphrase_problem
+from blueprints.domains import policy
 from blueprints.invitations import services
 from models import User
 
@@ -23,6 +24,10 @@ def accept(token: str):
     member = services.find(db.session, token)
     if member is None:
         return render_template("invitations/invalid.html"), 410
+    # Sent before another account locked the domain (SPEC F13): it no longer opens.
+    decision = policy.may_join_elsewhere(db.session, member.account_id, member.email or "")
+    if not decision:
+        return render_template("auth/signup_refused.html", message=decision.reason), 403
     context = {"member": member, "account": member.account, "token": token}
     if current_user.is_authenticated:
         if not services.is_for(member, current_user):

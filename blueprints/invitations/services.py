@@ -100,6 +100,10 @@ def invite(
     existing = _existing(session, account_id, list(wanted))
     controls = policy.invite_controls(session, account_id)
     verified = policy.verified_domains(session, account_id)
+    # Domain lock (SPEC F13): one read for the batch, of the domains outside ours only.
+    locked = policy.locked_elsewhere(
+        session, account_id, {email_domain(e) for e in wanted.values()} - verified
+    )
     account_name = session.get(Account, account_id).name
     inviter = (actor.user.display_name or actor.user.email) if actor.user else None
     for key, email in wanted.items():
@@ -107,6 +111,9 @@ def invite(
             result.already_members.append(email)
             continue
         domain = email_domain(email)
+        if domain in locked:
+            result.refused.append((email, policy.managed_elsewhere(domain)))
+            continue
         decision = policy.decide_invite(controls, domain, domain in verified)
         if not decision:
             result.refused.append((email, decision.reason))

@@ -152,6 +152,8 @@ LICENCE_LIMIT = "Licence limit reached"  # provisioning.licence_limit()'s detail
 # domains.policy.refusal()'s detail: "Invitations to <domain> are not allowed by this
 # account's invite controls; …" (SPEC F13), one problem per domain.
 INVITATIONS, INVITE_CONTROLS = "Invitations to ", "invite controls"
+# domains.policy.managed_elsewhere()'s detail (domain lock), one problem per domain.
+MANAGED_ELSEWHERE = " is managed by another organisation."
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -169,6 +171,8 @@ def problem_of(
         return health.SEATS, "licence limit", f"{method} {resource}"[:500]
     if status == 403 and detail.startswith(INVITATIONS) and INVITE_CONTROLS in detail:
         return health.INVITES, detail[:300], f"{method} {resource}: {detail}"[:500]
+    if status == 403 and detail.endswith(MANAGED_ELSEWHERE):
+        return health.LOCKED, detail[:300], f"{method} {resource}: {detail}"[:500]
     if writes and method in _BODY_METHODS and status in (400, 413):
         kind = resource.strip("/").split("/", 1)[0] or "/"
         key = f"{method} {kind}: {scim_type or status}: {detail}"[:300]

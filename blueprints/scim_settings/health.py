@@ -29,6 +29,7 @@ UNKNOWN_MEMBERS = "unknown_members"
 REJECTED = "rejected"
 ACCESS = "access"
 INVITES = "invites"
+LOCKED = "domain_locked"
 
 # What the panel says of each kind: its title, and what an Okta or Entra ID admin does.
 KINDS = {
@@ -79,6 +80,13 @@ KINDS = {
         "should join, add the domain to the invite controls' list or verify it (Account "
         "settings, Domains), then let the IdP retry (Okta: Retry on the failed tasks; "
         "Entra ID: Provision on demand); otherwise unassign them from the application.",
+    ),
+    LOCKED: (
+        "Refused: domain locked by another organisation",
+        "Your IdP created users (or changed their email) in a domain another account has "
+        "verified and locked (domain lock), so they were refused (403) and nothing was "
+        "written. People of that domain join only the account that owns it; unassign them "
+        "from the application here, or ask that organisation's owners.",
     ),
 }
 

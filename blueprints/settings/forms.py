@@ -2,7 +2,7 @@
 (settings.services.change_invite_controls), next to the field."""
 
 from flask_wtf import FlaskForm
-from wtforms import RadioField, SelectChoice, TextAreaField
+from wtforms import HiddenField, RadioField, SelectChoice, TextAreaField
 from wtforms.validators import InputRequired, Length
 
 from blueprints.domains.policy import LABELS
@@ -18,3 +18,9 @@ class InviteControlsForm(FlaskForm):
         "Domains allowed",
         validators=[Length(max=30_000, message="That list is too long.")],
     )
+
+
+class ScimOnlyForm(FlaskForm):
+    """The "SCIM only" switch: `on` is "1" to turn it on, anything else off."""
+
+    on = HiddenField()

@@ -12,7 +12,7 @@ from blueprints.common.extensions import db
 from blueprints.common.htmx import is_htmx, render_fragment
 from blueprints.domains import policy
 from blueprints.settings import services
-from blueprints.settings.forms import InviteControlsForm
+from blueprints.settings.forms import InviteControlsForm, ScimOnlyForm
 from models import Account, utcnow
 
 bp = Blueprint("settings", __name__, url_prefix="/enterprise/settings")
@@ -37,6 +37,8 @@ def _context(account: Account, form: InviteControlsForm | None = None, notice=No
         "labels": policy.LABELS,
         "listed": (account.invite_domains or "").split(),
         "max_domains": policy.MAX_DOMAINS,
+        "scim_only_form": ScimOnlyForm(formdata=None),
+        "scim_only_notice": None,
     }
 
 
@@ -81,3 +83,28 @@ def invite_controls():
         getattr(form, error.field).errors.append(str(error))
         return _panel(account, 422, form=form)
     return _panel(account, notice="Invite controls saved." if changed else "Nothing changed.")
+
+
+@bp.post("/scim-only")
+@admin_required
+def scim_only():
+    """Turn "SCIM only" on or off (owners only): capture and SSO just-in-time membership
+    are off while it is on."""
+    if current_membership().role != "owner":
+        abort(403)
+    account = _account()
+    form = ScimOnlyForm()
+    if not form.validate_on_submit():
+        abort(400)
+    changed = services.set_scim_only(
+        db.session, account, current_user, form.on.data == "1", request.remote_addr
+    )
+    notice = (
+        ("SCIM only is on." if account.scim_only else "SCIM only is off.")
+        if changed
+        else ("Nothing changed.")
+    )
+    context = _context(account) | {"scim_only_notice": notice}
+    if is_htmx():
+        return render_fragment("settings/_scim_only.html", **context)
+    return render_template("settings/index.html", **context)

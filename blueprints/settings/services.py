@@ -54,3 +54,25 @@ def change_invite_controls(
         remote_addr=remote_addr,
     )
     return True
+
+
+def set_scim_only(
+    session, account: Account, actor: User, on: bool, remote_addr: str | None = None
+) -> bool:
+    """Turn "SCIM only" on or off (SPEC F13): while on, domain capture and SSO just-in-time
+    membership are off and only the IdP creates members (blueprints/domains/policy.py
+    reads it; the domains' capture switches keep their state for when it goes off).
+    Audited; returns whether it changed."""
+    if account.scim_only == on:
+        return False
+    account.scim_only = on
+    audit.record(
+        session,
+        "account.scim_only_changed",
+        account_id=account.id,
+        actor_user_id=actor.id,
+        target="SCIM only",
+        detail={"on": on},
+        remote_addr=remote_addr,
+    )
+    return True

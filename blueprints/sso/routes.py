@@ -271,7 +271,9 @@ def _finish(flow, connection: SsoConnection, email: str | None, failure: str | N
         # Turned off while this member was at the IdP: the passphrase is the way in again.
         failure = "Single sign-on is turned off for this account. Sign in with your passphrase."
     if failure is None:
-        outcome = services.user_for_identity(db.session, connection, email)
+        outcome = services.user_for_identity(
+            db.session, connection, email, now, request.remote_addr
+        )
         if outcome.user is not None:
             session.clear()
             login_user(outcome.user)

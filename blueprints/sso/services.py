@@ -15,11 +15,12 @@ from flask import current_app
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
-from blueprints.auth.services import find_user
+from blueprints.auth.services import email_key, find_user
 from blueprints.common import audit
 from blueprints.common.crypto import encrypt
+from blueprints.domains import capture, policy
 from blueprints.domains.services import email_domain, has_verified_domain
-from models import Domain, Membership, SsoConnection, SsoFlow, User
+from models import Account, Domain, Membership, SsoConnection, SsoFlow, User
 
 
 class SsoError(ValueError):
@@ -282,11 +283,21 @@ class SignInOutcome:
     message: str | None = None
 
 
-def user_for_identity(session, connection: SsoConnection, email: str) -> SignInOutcome:
+def user_for_identity(
+    session,
+    connection: SsoConnection,
+    email: str,
+    now: datetime,
+    remote_addr: str | None = None,
+) -> SignInOutcome:
     """Match the IdP's email to an active member of the connection's account.
 
     The email must be in one of the account's verified domains, so an IdP can only speak
-    for addresses the account has proven it owns. Nobody is created here.
+    for addresses the account has proven it owns. Someone who is not a member is made
+    one just in time when domain capture is on for their domain and the account is not
+    "SCIM only" (SPEC F13, policy.may_join_by_sso): the person (if new, without a
+    passphrase) and a member membership holding a seat; with no seat left, the capture's
+    refusal (the owners are told once a day). Otherwise nobody is created here.
     """
     verified = session.scalar(
         select(
@@ -302,8 +313,29 @@ def user_for_identity(session, connection: SsoConnection, email: str) -> SignInO
     user = find_user(session, email)
     membership = user and _membership(session, connection.account_id, user)
     if not membership:
-        return SignInOutcome(None, f"There is no account for {email}. Ask your administrator.")
+        return _just_in_time(session, connection, user, email, now, remote_addr)
     if not membership.active:
+        return SignInOutcome(
+            None, f"The account of {email} is deactivated. Ask your administrator."
+        )
+    return SignInOutcome(user)
+
+
+def _just_in_time(
+    session, connection: SsoConnection, user: User | None, email: str, now, remote_addr
+) -> SignInOutcome:
+    account = session.get(Account, connection.account_id)
+    decision = policy.may_join_by_sso(session, account, email)
+    if not decision:
+        return SignInOutcome(None, decision.reason)
+    if user is None:
+        user = User(email=email, email_key=email_key(email), session_generation=1, created_at=now)
+        session.add(user)
+        session.flush()
+    member = capture.join(session, account, user, "sso", now, remote_addr)
+    if member is None:
+        return SignInOutcome(None, capture.no_seat(account.name))
+    if not member.active:  # made deactivated meanwhile: as for any deactivated member
         return SignInOutcome(
             None, f"The account of {email} is deactivated. Ask your administrator."
         )
