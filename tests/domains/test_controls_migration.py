@@ -13,7 +13,10 @@ from sqlalchemy import inspect, text
 from blueprints.domains import policy
 from models import Account, Domain, Signup, utcnow
 from tests.conftest import _test_config
-from tests.scim_api.test_migration import scratch_url  # noqa: F401 (a fixture)
+from tests.scim_api.test_migration import (  # noqa: F401 (scratch_url: a fixture)
+    insert_account,
+    scratch_url,
+)
 
 BEFORE = "f1a2b3c4d5e6"
 
@@ -30,13 +33,7 @@ def test_domain_controls_migrate_up_and_down(scratch_url):  # noqa: F811
     with app.app_context():
         upgrade(revision=BEFORE)
         with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO account (id, name, seat_limit, seats_used, created_at) "
-                    "VALUES (1, 'Acme', 50, 0, :t)"
-                ),
-                {"t": now},
-            )
+            insert_account(conn, now, seats_used=0)
             conn.execute(
                 text(
                     "INSERT INTO domain (id, account_id, name, token, status, created_at) "

@@ -34,14 +34,14 @@ def scratch_url(tmp_path):
         yield f"sqlite:///{tmp_path / 'migrate.db'}"
 
 
-def insert_account(conn, now) -> None:
-    """Account 1 ("Acme", 50 seats, 1 used), written in SQL at an older revision."""
+def insert_account(conn, now, seats_used: int = 1) -> None:
+    """Account 1 ("Acme", 50 seats), written in SQL at an older revision."""
     conn.execute(
         text(
             "INSERT INTO account (id, name, seat_limit, seats_used, created_at) "
-            "VALUES (1, 'Acme', 50, 1, :t)"
+            "VALUES (1, 'Acme', 50, :used, :t)"
         ),
-        {"t": now},
+        {"t": now, "used": seats_used},
     )
 
 
