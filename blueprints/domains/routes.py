@@ -53,6 +53,15 @@ def _domain_or_404(domain_id: int):
     return domain
 
 
+def _verified_or_404(domain_id: int):
+    """The account's domain `domain_id` if verified (its switches, lists and exports), or
+    404."""
+    domain = _domain_or_404(domain_id)
+    if domain.status != "verified":
+        abort(404)
+    return domain
+
+
 def _is_owner() -> bool:
     return current_membership().role == "owner"
 
@@ -158,9 +167,7 @@ def control(domain_id: int, control: str):
     see the switches read-only), after the passphrase."""
     if not _is_owner():
         abort(403)
-    domain = _domain_or_404(domain_id)
-    if domain.status != "verified":
-        abort(404)
+    domain = _verified_or_404(domain_id)
     form = ConfirmPassphraseForm()
     on = (request.form if request.method == "POST" else request.args).get("on") == "1"
     if request.method == "POST" and reauthenticated(form):
@@ -185,9 +192,7 @@ def control(domain_id: int, control: str):
 @admin_required
 def outside(domain_id: int):
     """A locked domain's people who are members of other accounts (count, first 50)."""
-    domain = _domain_or_404(domain_id)
-    if domain.status != "verified":
-        abort(404)
+    domain = _verified_or_404(domain_id)
     count, rows = services.outside_memberships(db.session, domain)
     return render_template(
         "domains/outside.html", domain=domain, count=count, rows=rows, shown=len(rows)
@@ -243,9 +248,7 @@ def unclaimed_list(domain_id: int):
 @admin_required
 def unclaimed_export(domain_id: int):
     """The whole list (under the search) as CSV, streamed in keyset batches."""
-    domain = _domain_or_404(domain_id)
-    if domain.status != "verified":
-        abort(404)
+    domain = _verified_or_404(domain_id)
     account_id, name = domain.account_id, domain.name
     q = unclaimed.Cursor.from_args(request.args).q
 
@@ -276,9 +279,7 @@ def _ids(values: list[str]) -> list[int]:
 def unclaimed_invite(domain_id: int):
     """Invite one person, the ones ticked, or everyone on the page; the list comes back
     without them, with a summary of what happened."""
-    domain = _domain_or_404(domain_id)
-    if domain.status != "verified":
-        abort(404)
+    domain = _verified_or_404(domain_id)
     cursor = unclaimed.Cursor.from_args(request.form)
     if request.form.get("one"):
         ids = _ids([request.form["one"]])
