@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from sqlalchemy import func, select
 
 from blueprints.auth.services import email_key
 from blueprints.common import audit, outbox, seats
+from blueprints.common.urls import absolute_url
 from blueprints.domains import policy
 from blueprints.domains.services import email_domain
 from models import Account, Membership, User
@@ -83,8 +85,6 @@ def invite(
     that the invite controls allow gets an invited membership (source "manual", holding a
     seat), an invitation email through the outbox and a `membership.invited` audit event.
     Never commits; refused and invalid addresses change nothing."""
-    from blueprints.scim_api.provisioning import invitation, invitation_token
-
     if len(emails) > MAX_INVITES:
         raise ValueError(f"Invite at most {MAX_INVITES} people at a time.")
     result = InviteResult()
@@ -150,6 +150,25 @@ def invite(
         result.invited.append(email)
     session.flush()
     return result
+
+
+def invitation_token() -> tuple[str, str]:
+    """A new invitation token and the hash we keep of it (`find` looks it up by that)."""
+    token = secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+def invitation(email: str, token: str, account_name: str, inviter: str | None = None) -> dict:
+    """The arguments of `outbox.message` for an invitation to join the account: from the
+    IdP, or from `inviter` (a person, on the Members page)."""
+    return {
+        "to": email,
+        "subject": f"You are invited to join {account_name}",
+        "template": "invitation",
+        "account_name": account_name,
+        "inviter": inviter,
+        "accept_url": absolute_url("invitations.accept", token=token),
+    }
 
 
 def find(session, token: str) -> Membership | None:

@@ -27,9 +27,7 @@ user again inside the window restores it (`Match.restore_id`), under a new id.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,9 +38,9 @@ from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
 from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
 from blueprints.common.sql import execute
-from blueprints.common.urls import absolute_url
 from blueprints.domains import policy as domain_policy
 from blueprints.domains.services import email_domain
+from blueprints.invitations.services import invitation, invitation_token
 from blueprints.members import rules
 from blueprints.scim_api.schemas import UserResource
 from blueprints.scim_api.serialize import text
@@ -345,12 +343,6 @@ def restore_teams(session, member: Membership, stashed: list | None, now: dateti
 # --- People and emails ----------------------------------------------------------------------
 
 
-def invitation_token() -> tuple[str, str]:
-    """A new invitation token and the hash we keep of it."""
-    token = secrets.token_urlsafe(32)
-    return token, hashlib.sha256(token.encode()).hexdigest()
-
-
 def _invite(member: Membership, now: datetime) -> str:
     token, member.invitation_token_hash = invitation_token()
     member.invited_at = now
@@ -371,19 +363,6 @@ def new_person(display_name: str | None, email: str, now: datetime) -> dict:
         "must_change_passphrase": True,
         "session_generation": 1,
         "created_at": now,
-    }
-
-
-def invitation(email: str, token: str, account_name: str, inviter: str | None = None) -> dict:
-    """The arguments of `outbox.message` for an invitation to join the account: from the
-    IdP, or from `inviter` (a person, on the Members page)."""
-    return {
-        "to": email,
-        "subject": f"You are invited to join {account_name}",
-        "template": "invitation",
-        "account_name": account_name,
-        "inviter": inviter,
-        "accept_url": absolute_url("invitations.accept", token=token),
     }
 
 
