@@ -22,7 +22,7 @@ from flask_mail import Message
 from sqlalchemy import insert, or_, select, update
 
 from blueprints.common.extensions import db, mail
-from blueprints.common.sql import execute, insert_or_ignore
+from blueprints.common.sql import Prepared, execute, insert_or_ignore
 from models import OutboxEmail, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def message(
     }
 
 
-_INSERT = insert(OutboxEmail.__table__)
+_INSERT = Prepared(insert(OutboxEmail.__table__))
 
 
 def add(session, values: dict) -> bool:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, update
 
-from blueprints.common.sql import execute
+from blueprints.common.sql import Prepared, execute
 from models import Account, Membership
 
 _accounts = Account.__table__
-_TAKE = (
+_TAKE = Prepared(
     update(_accounts)
     .where(
         _accounts.c.id == bindparam("account_id"), _accounts.c.seats_used < _accounts.c.seat_limit

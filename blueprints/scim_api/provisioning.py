@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
 from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
-from blueprints.common.sql import execute
+from blueprints.common.sql import Prepared, execute
 from blueprints.domains import policy as domain_policy
 from blueprints.domains.services import email_domain
 from blueprints.invitations.services import invitation, invitation_token
@@ -147,13 +147,15 @@ def match_new(before, columns: dict, email: str | None) -> Match:
     return Match(True, before.person_id, before.member_id)
 
 
-_VERIFIED = select(Domain.__table__.c.id).where(
-    Domain.__table__.c.account_id == bindparam("account_id"),
-    Domain.__table__.c.status == "verified",
-    Domain.__table__.c.name == bindparam("name"),
+_VERIFIED = Prepared(
+    select(Domain.__table__.c.id).where(
+        Domain.__table__.c.account_id == bindparam("account_id"),
+        Domain.__table__.c.status == "verified",
+        Domain.__table__.c.name == bindparam("name"),
+    )
 )
-_ACCOUNT_NAME = select(Account.__table__.c.name).where(
-    Account.__table__.c.id == bindparam("account_id")
+_ACCOUNT_NAME = Prepared(
+    select(Account.__table__.c.name).where(Account.__table__.c.id == bindparam("account_id"))
 )
 
 
@@ -255,8 +257,10 @@ class Policy:
 
 
 _CONNECTORS = ScimConnector.__table__
-_POLICY = select(_CONNECTORS.c.deprovision_mode, _CONNECTORS.c.suspend_days).where(
-    _CONNECTORS.c.id == bindparam("connector_id")
+_POLICY = Prepared(
+    select(_CONNECTORS.c.deprovision_mode, _CONNECTORS.c.suspend_days).where(
+        _CONNECTORS.c.id == bindparam("connector_id")
+    )
 )
 
 
@@ -425,7 +429,7 @@ def queue(session, member: Membership, pending: list) -> None:
 # --- Audit (SPEC F10: every change SCIM made, in the transaction that makes it) -------------
 
 AUDIT = AuditEvent.__table__
-INSERT_AUDIT = insert(AUDIT)
+INSERT_AUDIT = Prepared(insert(AUDIT))
 MAX_TARGET = 400  # characters of audit_event.target
 
 

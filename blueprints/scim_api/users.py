@@ -43,7 +43,7 @@ from sqlalchemy.orm import selectinload
 
 from blueprints.common import outbox, seats
 from blueprints.common.accounts import bump_teams_of
-from blueprints.common.sql import execute, json_rows, json_value
+from blueprints.common.sql import Prepared, execute, json_rows, json_value
 from blueprints.scim_api import filters, provisioning
 from blueprints.scim_api import patch as patching
 from blueprints.scim_api.query import descending, page, wants
@@ -80,7 +80,7 @@ from models import (
 _MEMBERS, _USERS, _DOMAINS = Membership.__table__, User.__table__, Domain.__table__
 # userName and externalId in one query. `external_id = NULL` matches nothing, and no row
 # has id 0, which a new member's check passes as the id to leave out.
-_CLASH = (
+_CLASH = Prepared(
     select(_MEMBERS.c.user_name_key)
     .where(
         _MEMBERS.c.account_id == bindparam("account_id"),
@@ -92,9 +92,9 @@ _CLASH = (
     )
     .limit(2)
 )
-_INSERT_PERSON = insert(_USERS).returning(_USERS.c.id)
-_INSERT_MEMBER = insert(_MEMBERS).returning(_MEMBERS.c.id)
-_INSERT_EMAILS = insert(MemberEmail.__table__)
+_INSERT_PERSON = Prepared(insert(_USERS).returning(_USERS.c.id))
+_INSERT_MEMBER = Prepared(insert(_MEMBERS).returning(_MEMBERS.c.id))
+_INSERT_EMAILS = Prepared(insert(MemberEmail.__table__))
 _ACCOUNTS = Account.__table__
 
 
@@ -131,7 +131,7 @@ _PERSON_HERE = _MEMBERS.alias("person_here")
 # once, and each statement costs more than its lookup): whether the userName or the
 # externalId is taken, the account's name (for the emails), whether the email's domain
 # is one of its verified ones, and the person with that email and their membership here.
-_BEFORE_CREATE = (
+_BEFORE_CREATE = Prepared(
     select(
         _taken(_MEMBERS.c.user_name_key, "key").label("user_name_taken"),
         _taken(_MEMBERS.c.external_id, "external_id").label("external_id_taken"),
@@ -185,7 +185,7 @@ def _teams_of_member(membership_id):
 
 # In each user's own row, for a page (no second round trip); and for one user.
 _TEAMS = _teams_of_member(Membership.id).scalar_subquery().label("teams")
-_TEAMS_OF_ONE = _teams_of_member(bindparam("membership_id"))
+_TEAMS_OF_ONE = Prepared(_teams_of_member(bindparam("membership_id")))
 
 
 def shown(groups: bool) -> tuple:
@@ -202,10 +202,12 @@ def _teams(value) -> list[tuple[str, str]]:
     return [(scim_id, display) for _, scim_id, display in sorted(json_value(value) or [])]
 
 
-_ONE = select(*SHOWN).where(
-    Membership.scim_id == bindparam("scim_id"),
-    Membership.account_id == bindparam("account_id"),
-    Membership.source == "scim",
+_ONE = Prepared(
+    select(*SHOWN).where(
+        Membership.scim_id == bindparam("scim_id"),
+        Membership.account_id == bindparam("account_id"),
+        Membership.source == "scim",
+    )
 )
 
 
@@ -269,10 +271,12 @@ _LOOKUP_COLUMNS = {
     f"{_CORE}:externalid": (Membership.external_id, lambda v: v),
 }
 _LOOKUPS = {
-    (urn, groups): select(*shown(groups)).where(
-        Membership.account_id == bindparam("account_id"),
-        Membership.source == "scim",
-        column == bindparam("value"),
+    (urn, groups): Prepared(
+        select(*shown(groups)).where(
+            Membership.account_id == bindparam("account_id"),
+            Membership.source == "scim",
+            column == bindparam("value"),
+        )
     )
     for urn, (column, _) in _LOOKUP_COLUMNS.items()
     for groups in (True, False)
@@ -644,7 +648,7 @@ def _one_statement(
     found = [member.c.id.label("member_id"), seated.label("seated")]
     if new_person is not None:
         found.append(select(new_person.c.id).scalar_subquery().label("person_id"))
-    return select(*found).add_cte(*extra)
+    return Prepared(select(*found).add_cte(*extra))
 
 
 def _insert_in_one_statement(

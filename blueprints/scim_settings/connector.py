@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from blueprints.common import audit, outbox
 from blueprints.common.accounts import ADMIN_ROLES, admin_contacts
 from blueprints.common.crypto import decrypt, encrypt
-from blueprints.common.sql import execute
+from blueprints.common.sql import Prepared, execute
 from blueprints.common.urls import absolute_url
 from blueprints.domains.services import has_verified_domain
 from models import Membership, ScimConnector, ScimPreview, ScimToken, SsoConnection, User
@@ -750,7 +750,7 @@ _TOKEN_COLUMNS = (
     _tokens.c.allowed_networks,
     _tokens.c.read_only,
 )
-_CALLER = (
+_CALLER = Prepared(
     select(*_CONNECTOR_COLUMNS, *_TOKEN_COLUMNS)
     .select_from(_tokens.join(_connectors, _connectors.c.id == _tokens.c.connector_id))
     .where(
@@ -758,7 +758,7 @@ _CALLER = (
         _connectors.c.public_id == bindparam("public_id"),
     )
 )
-_GRACE = (
+_GRACE = Prepared(
     select(*_CONNECTOR_COLUMNS, *_TOKEN_COLUMNS)
     .select_from(
         _connectors.outerjoin(
@@ -771,7 +771,9 @@ _GRACE = (
     )
     .where(_connectors.c.public_id == bindparam("public_id"))
 )
-_CONNECTOR = select(*_CONNECTOR_COLUMNS).where(_connectors.c.public_id == bindparam("public_id"))
+_CONNECTOR = Prepared(
+    select(*_CONNECTOR_COLUMNS).where(_connectors.c.public_id == bindparam("public_id"))
+)
 USED = (
     update(_connectors)
     .where(_connectors.c.id == bindparam("connector_id"))

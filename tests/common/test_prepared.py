@@ -1,0 +1,130 @@
+"""`sql.Prepared`: the SCIM hot paths' statements run on the driver's cursor must read and
+write exactly what SQLAlchemy's own execution does (types, errors, listeners), on both
+databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy.exc import IntegrityError, NoResultFound
+
+from blueprints.common.extensions import db
+from blueprints.common.sql import Prepared, execute
+from models import AuditEvent, OutboxEmail, User, utcnow
+
+_AUDIT = AuditEvent.__table__
+_READ = select(_AUDIT.c.id, _AUDIT.c.action, _AUDIT.c.detail, _AUDIT.c.created_at).where(
+    _AUDIT.c.account_id == bindparam("account_id")
+)
+
+
+def _event(account_id: int, action: str, detail: dict, at) -> dict:
+    return {
+        "account_id": account_id,
+        "actor_user_id": None,
+        "action": action,
+        "target": "user:ada@example.com",
+        "detail": detail,
+        "remote_addr": None,
+        "created_at": at,
+    }
+
+
+def test_rows_written_and_read_as_sqlalchemy_does(session, account):
+    """JSON, aware datetimes and ids come back as SQLAlchemy's own execution gives them."""
+    at = utcnow().replace(microsecond=123456)
+    detail = {"via": "scim", "names": ["Ada", "Zoë"], "n": 2, "ok": True}
+    written = Prepared(insert(_AUDIT).returning(_AUDIT.c.id))
+    first = execute(session, written, _event(account.id, "scim.user_created", detail, at))
+    first_id = first.scalar_one()
+    second_id = (
+        execute(session, written, _event(account.id, "scim.user_updated", {}, at))
+        .scalars()
+        .all()[0]
+    )
+    assert second_id > first_id
+
+    mine = execute(session, Prepared(_READ), {"account_id": account.id}).all()
+    theirs = session.execute(_READ, {"account_id": account.id}).all()
+    assert [tuple(row) for row in mine] == [tuple(row) for row in theirs]
+    one = next(row for row in mine if row.id == first_id)
+    assert one.detail == detail
+    assert one.created_at == at and one.created_at.utcoffset() == timedelta(0)
+    assert one.action == "scim.user_created"
+
+
+def test_results_answer_as_sqlalchemy_results(session, account):
+    read = Prepared(_READ)
+    nothing = execute(session, read, {"account_id": account.id + 1000})
+    assert nothing.first() is None and nothing.scalar() is None and nothing.all() == []
+    with pytest.raises(NoResultFound):
+        nothing.one()
+
+
+def test_a_broken_constraint_is_sqlalchemys_integrity_error(session):
+    """The SCIM create's 409 under a race rests on it; the session stays usable."""
+    person = Prepared(insert(User.__table__).returning(User.__table__.c.id))
+    now = utcnow()
+    row = {
+        "email": "grace@example.com",
+        "email_key": "grace@example.com",
+        "email_domain": "example.com",
+        "display_name": "Grace",
+        "passphrase_hash": None,
+        "must_change_passphrase": False,
+        "session_generation": 1,
+        "created_at": now,
+    }
+    execute(session, person, row)
+    with pytest.raises(IntegrityError):
+        with session.begin_nested():
+            execute(session, person, dict(row))
+    assert session.scalar(select(User.id).where(User.email_key == "grace@example.com"))
+
+
+def test_listeners_see_the_statement(session, account):
+    """The writer lock (SQLite) and the tests' write tracking are cursor listeners."""
+    seen = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()[:3]).upper())
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        execute(session, Prepared(_READ), {"account_id": account.id})
+        execute(
+            session,
+            Prepared(insert(_AUDIT)),
+            _event(account.id, "scim.user_created", {}, utcnow()),
+        )
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert "SELECT AUDIT_EVENT.ID, AUDIT_EVENT.ACTION," in seen
+    assert "INSERT INTO AUDIT_EVENT" in seen
+
+
+def test_python_side_defaults_still_apply(session):
+    """A statement that needs SQLAlchemy's execution (a column's Python default: here
+    the outbox's `attempts`, `next_attempt_at` and `created_at` left out) runs through
+    it, defaults filled."""
+    table = OutboxEmail.__table__
+    defaulted = [c.name for c in table.columns if c.default is not None]
+    assert defaulted, "the outbox has no Python-side default left to test with"
+    row = {
+        "to_addr": "ada@example.com",
+        "subject": "Hello",
+        "body_text": "Hi",
+        "body_html": None,
+        "dedupe_key": None,
+        "attempts": 0,
+        "next_attempt_at": utcnow(),
+        "created_at": utcnow(),
+    }
+    for name in defaulted:
+        row.pop(name, None)
+    new_id = execute(session, Prepared(insert(table).returning(table.c.id)), row).scalar_one()
+    stored = session.get(OutboxEmail, new_id)
+    for name in defaulted:
+        assert getattr(stored, name) is not None, name
