@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select
-from sqlalchemy.exc import IntegrityError, NoResultFound
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, NoResultFound
 
 from blueprints.common.extensions import db
 from blueprints.common.sql import Prepared, execute
@@ -78,9 +78,8 @@ def test_a_broken_constraint_is_sqlalchemys_integrity_error(session):
         "created_at": now,
     }
     execute(session, person, row)
-    with pytest.raises(IntegrityError):
-        with session.begin_nested():
-            execute(session, person, dict(row))
+    with pytest.raises(IntegrityError), session.begin_nested():
+        execute(session, person, dict(row))
     assert session.scalar(select(User.id).where(User.email_key == "grace@example.com"))
 
 
@@ -128,3 +127,22 @@ def test_python_side_defaults_still_apply(session):
     stored = session.get(OutboxEmail, new_id)
     for name in defaulted:
         assert getattr(stored, name) is not None, name
+
+
+def test_literals_named_parameters_and_a_missing_one(session, account):
+    """A statement's own literals go with the caller's values; a missing value is
+    SQLAlchemy's error, not a NULL bound in its place."""
+    at = utcnow()
+    for action in ("scim.user_created", "scim.user_updated"):
+        execute(session, Prepared(insert(_AUDIT)), _event(account.id, action, {}, at))
+    created = Prepared(
+        select(_AUDIT.c.action).where(
+            _AUDIT.c.account_id == bindparam("account_id"),
+            _AUDIT.c.action == "scim.user_created",
+            _AUDIT.c.created_at <= bindparam("until"),
+        )
+    )
+    found = execute(session, created, {"account_id": account.id, "until": at}).scalars().all()
+    assert found == ["scim.user_created"]
+    with pytest.raises(InvalidRequestError, match="until"):
+        execute(session, created, {"account_id": account.id})
