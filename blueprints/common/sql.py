@@ -4,7 +4,9 @@ and the way hot paths run a statement.
 Hot paths (the SCIM API, where an IdP sends thousands of requests) build each statement
 once, at import, with `bindparam`s, and run it through `execute`: SQLAlchemy then neither
 rebuilds the statement nor recomputes its cache key on every request, and the ORM's
-session layer is skipped for statements that load no ORM objects.
+session layer is skipped for statements that load no ORM objects. The hottest (a SCIM
+create's, the bearer check, lookups, a plain page) are `Prepared`: run on the driver's
+cursor, without SQLAlchemy's execution context.
 """
 
 from __future__ import annotations
