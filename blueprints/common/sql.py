@@ -86,12 +86,14 @@ class Prepared:
         if form is None:
             return conn.execute(self.statement, params)
         many = params if isinstance(params, list) else [params or {}]
+        rows, rowcount = [], 0
         cursor = conn.connection.cursor()
         try:
-            for one in many:
+            for one in many:  # (a list: each row's statement, their rows and counts added up)
                 conn._cursor_execute(cursor, form.sql, form.parameters(one))
-            rows = cursor.fetchall() if cursor.description is not None else []
-            rowcount = cursor.rowcount
+                if cursor.description is not None:
+                    rows.extend(cursor.fetchall())
+                rowcount += max(cursor.rowcount, 0)
         finally:
             cursor.close()
         return Rows(form, rows, rowcount)

@@ -146,3 +146,16 @@ def test_literals_named_parameters_and_a_missing_one(session, account):
     assert found == ["scim.user_created"]
     with pytest.raises(InvalidRequestError, match="until"):
         execute(session, created, {"account_id": account.id})
+
+
+def test_a_list_of_rows_writes_each_and_returns_all(session, account):
+    """A list of parameter sets (a user's emails) writes every row; RETURNING gives each
+    one's id and the count adds up."""
+    written = Prepared(insert(_AUDIT).returning(_AUDIT.c.id))
+    rows = [_event(account.id, f"scim.user_{n}", {}, utcnow()) for n in ("a", "b", "c")]
+    result = execute(session, written, rows)
+    ids = result.scalars().all()
+    assert len(ids) == 3 and len(set(ids)) == 3
+    assert result.rowcount == 3
+    stored = execute(session, Prepared(_READ), {"account_id": account.id}).all()
+    assert sorted(row.id for row in stored) == sorted(ids)
