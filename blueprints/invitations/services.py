@@ -155,7 +155,11 @@ def invite(
 def invitation_token() -> tuple[str, str]:
     """A new invitation token and the hash we keep of it (`find` looks it up by that)."""
     token = secrets.token_urlsafe(32)
-    return token, hashlib.sha256(token.encode()).hexdigest()
+    return token, _hash(token)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def invitation(email: str, token: str, account_name: str, inviter: str | None = None) -> dict:
@@ -179,7 +183,7 @@ def find(session, token: str) -> Membership | None:
         return None
     return session.scalar(
         select(Membership).where(
-            Membership.invitation_token_hash == hashlib.sha256(token.encode()).hexdigest(),
+            Membership.invitation_token_hash == _hash(token),
             Membership.source != "suspended",
         )
     )
