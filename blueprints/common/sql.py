@@ -69,7 +69,7 @@ class Prepared:
     def __init__(self, statement: Executable):
         self.statement = statement
         self._forms: dict = {}
-        self._by_columns = statement.is_dml and not statement.is_select  # INSERT/UPDATE keys
+        self._by_columns = statement.is_dml  # an INSERT's or UPDATE's columns: the params' keys
 
     def _form(self, dialect, params):
         keys = None

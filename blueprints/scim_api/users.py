@@ -310,75 +310,78 @@ def search(session, account_id: int, req, base: str) -> dict:
         statement = _LOOKUPS[urn, groups]
         rows = execute(session, statement, {"account_id": account_id, "value": value}).all()
         return _listed(session, account_id, req, base, rows[: window.count], len(rows), 1)
-    if req.filter is None and req.sort_by is None and window.count:
-        # A plain page (an IdP walking every user): the statement below, built once.
-        params = {"account_id": account_id, "offset": window.start - 1, "limit": window.count}
-        rows = execute(session, _PAGES[groups], params).all()
-        if rows or window.start == 1:
-            total = rows[0].total if rows else 0
-            return _listed(session, account_id, req, base, rows, total, window.start)
-    where = and_(
-        Membership.account_id == account_id,
-        Membership.source == "scim",
-        filters.where_clause("User", req.filter),
-    )
-    order = filters.order_by("User", req.sort_by, descending(req))
+    where = None
     rows = []
     total = None
     if window.count:
-        # One statement, so one snapshot: the page's ids are found by walking the index
-        # alone (cheap even deep into the list), their rows read and the matches counted
-        # in the same query (the count an uncorrelated subquery, evaluated once). Read in
-        # two, a user deleted in between was a KeyError (a 500); counted in a third, the
-        # total could disagree with the page. (A window count over the page's walk made
-        # it walk every match: a page of 5,000 users took twice as long on SQLite.)
-        ids = (
-            select(Membership.id)
-            .where(where)
-            .order_by(*order)
-            .offset(window.start - 1)
-            .limit(window.count)
-            .correlate(None)
-        )
-        counted = (
-            select(func.count()).select_from(Membership).where(where).correlate(None)
-        ).scalar_subquery()
-        rows = execute(
-            session,
-            select(*shown(groups), counted.label("total"))
-            .where(Membership.id.in_(ids))
-            .order_by(*order),
-        ).all()
+        if req.filter is None and req.sort_by is None:
+            # A plain page (an IdP walking every user): the statement built once.
+            statement = _PAGES[groups]
+            offset, limit = window.start - 1, window.count
+            params = {"account_id": account_id, "offset": offset, "limit": limit}
+        else:
+            where = _where(account_id, req)
+            order = filters.order_by("User", req.sort_by, descending(req))
+            statement = _page_of(where, order, window.start - 1, window.count, groups)
+            params = None
+        rows = execute(session, statement, params).all()
         if rows:
             total = rows[0].total
         elif window.start == 1:
             total = 0  # nothing matched, in this statement's snapshot
     if total is None:  # a page past the end, or count=0: nothing shown to disagree with
+        where = _where(account_id, req) if where is None else where
         total = session.scalar(select(func.count()).select_from(Membership).where(where))
     return _listed(session, account_id, req, base, rows, total, window.start)
 
 
-def _page(groups: bool) -> Prepared:
-    """`search`'s statement for a page with no filter and the default order, with the
-    account, offset and limit as parameters."""
-    where = and_(Membership.account_id == bindparam("account_id"), Membership.source == "scim")
+def _where(account_id, req):
+    """The account's provisioned users the request's filter matches."""
+    return and_(
+        Membership.account_id == account_id,
+        Membership.source == "scim",
+        filters.where_clause("User", req.filter),
+    )
+
+
+def _page_of(where, order: list, offset, limit, groups: bool):
+    """A page of the users `where` matches, in `order`, with the count of all of them.
+
+    One statement, so one snapshot: the page's ids are found by walking the index alone
+    (cheap even deep into the list), their rows read and the matches counted in the same
+    query (the count an uncorrelated subquery, evaluated once). Read in two, a user
+    deleted in between was a KeyError (a 500); counted in a third, the total could
+    disagree with the page. (A window count over the page's walk made it walk every
+    match: a page of 5,000 users took twice as long on SQLite.)"""
     ids = (
         select(Membership.id)
         .where(where)
-        .order_by(Membership.id)
-        .offset(bindparam("offset", type_=Integer))
-        .limit(bindparam("limit", type_=Integer))
+        .order_by(*order)
+        .offset(offset)
+        .limit(limit)
         .correlate(None)
     )
     counted = select(func.count()).select_from(Membership).where(where).correlate(None)
-    return Prepared(
+    return (
         select(*shown(groups), counted.scalar_subquery().label("total"))
         .where(Membership.id.in_(ids))
-        .order_by(Membership.id)
+        .order_by(*order)
     )
 
 
-_PAGES = {groups: _page(groups) for groups in (True, False)}
+# No filter, the default order (the account, offset and limit as parameters).
+_PAGES = {
+    groups: Prepared(
+        _page_of(
+            and_(Membership.account_id == bindparam("account_id"), Membership.source == "scim"),
+            [Membership.id],
+            bindparam("offset", type_=Integer),
+            bindparam("limit", type_=Integer),
+            groups,
+        )
+    )
+    for groups in (True, False)
+}
 
 
 def _listed(session, account_id: int, req, base: str, rows, total: int, start: int) -> dict:
