@@ -51,6 +51,26 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 120  # a request longer than this stops counting as in flight
 
 
+class _Turn:
+    """A waiter's turn: a lock held from the start, released when the turn is handed
+    over. (`threading.Event` is a Condition written in Python, several lock operations a
+    wait and a set; a gate hands over a turn for every SCIM write.)"""
+
+    __slots__ = ("_lock", "given")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.given = False
+
+    def give(self) -> None:
+        self.given = True
+        self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._lock.acquire(timeout=timeout)
+
+
 class FairGate:
     """At most `slots` holders at once; waiters are let in connector by connector in turn
     (round robin over the connectors waiting, each connector's own requests in arrival
@@ -61,7 +81,7 @@ class FairGate:
         self._lock = threading.Lock()
         self._free = slots
         # connector -> its waiters; the dict's order is the turn order.
-        self._waiting: OrderedDict[str, deque[threading.Event]] = OrderedDict()
+        self._waiting: OrderedDict[str, deque[_Turn]] = OrderedDict()
 
     def enter(self, key: str, timeout: float) -> bool:
         """Wait for a turn; False when `timeout` seconds passed first."""
@@ -71,12 +91,12 @@ class FairGate:
             if self._free > 0 and not self._waiting:
                 self._free -= 1
                 return True
-            turn = threading.Event()
+            turn = _Turn()
             self._waiting.setdefault(key, deque()).append(turn)
         if turn.wait(timeout):
             return True
         with self._lock:
-            if turn.is_set():  # handed over just as the wait ended
+            if turn.given:  # handed over just as the wait ended
                 return True
             queue = self._waiting[key]
             queue.remove(turn)
@@ -97,7 +117,7 @@ class FairGate:
             turn = queue.popleft()
             if queue:
                 self._waiting[key] = queue
-            turn.set()
+            turn.give()
 
     def waiting(self) -> dict[str, int]:
         with self._lock:
