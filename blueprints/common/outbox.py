@@ -22,7 +22,13 @@ from flask_mail import Message
 from sqlalchemy import insert, or_, select, update
 
 from blueprints.common.extensions import db, mail
-from blueprints.common.sql import Prepared, execute, insert_or_ignore
+from blueprints.common.sql import (
+    Bound,
+    Prepared,
+    execute,
+    insert_or_ignore,
+    insert_or_ignore_statement,
+)
 from models import OutboxEmail, utcnow
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,14 @@ def add(session, values: dict) -> bool:
     return insert_or_ignore(session, OutboxEmail.__table__, values, ["dedupe_key"])
 
 
+def bind_add(dialect, values: dict, late: tuple[str, ...] = ()) -> Bound:
+    """`add`'s statement for `values`, bound ahead (`sql.Prepared.bind`)."""
+    if values.get("dedupe_key") is None and "dedupe_key" not in late:
+        return _INSERT.bind(dialect, values, late)
+    statement = insert_or_ignore_statement(dialect.name, OutboxEmail.__table__, ["dedupe_key"])
+    return statement.bind(dialect, values, late)
+
+
 def enqueue(
     session,
     to: str,
@@ -99,13 +113,28 @@ def welcome(user_id: int | None, email: str, account_name: str, at: datetime) ->
         "subject": f"Welcome to {account_name}",
         "body_text": DELIVERY_RENDERED_BODY,
         "body_html": None,
-        "dedupe_key": None if user_id is None else f"welcome:{user_id}",
+        "dedupe_key": None if user_id is None else _welcome_key(user_id),
         "kind": "welcome",
         "user_id": user_id,
         "attempts": 0,
         "next_attempt_at": at,
         "created_at": at,
     }
+
+
+def _welcome_key(user_id: int) -> str:
+    return f"welcome:{user_id}"
+
+
+def bind_welcome(dialect, email: str, account_name: str, at: datetime) -> Bound:
+    """`enqueue_welcome`'s statement, bound ahead (`sql.Prepared.bind`) for a person not
+    inserted yet: run it with `welcome_of(<their id>)`."""
+    return bind_add(dialect, welcome(0, email, account_name, at), ("user_id", "dedupe_key"))
+
+
+def welcome_of(user_id: int) -> dict:
+    """The values `bind_welcome`'s statement takes at run time."""
+    return {"user_id": user_id, "dedupe_key": _welcome_key(user_id)}
 
 
 def enqueue_welcome(

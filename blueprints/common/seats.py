@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, update
 
-from blueprints.common.sql import Prepared, execute
+from blueprints.common.sql import Bound, Prepared, execute
 from models import Account, Membership
 
 _accounts = Account.__table__
@@ -33,6 +33,12 @@ def take_for_new(session, account_id: int) -> bool:
     """Count one more seat in use for a membership inserted already holding it; False
     when none is left (the caller rolls its insert back)."""
     return execute(session, _TAKE, {"account_id": account_id}).rowcount == 1
+
+
+def bind_take_for_new(dialect, account_id: int) -> Bound:
+    """`take_for_new`'s statement, bound ahead (`sql.Prepared.bind`): the seat was taken
+    when its rowcount is 1."""
+    return _TAKE.bind(dialect, {"account_id": account_id})
 
 
 def release(session, membership: Membership) -> None:

@@ -86,17 +86,45 @@ class Prepared:
         if form is None:
             return conn.execute(self.statement, params)
         many = params if isinstance(params, list) else [params or {}]
-        rows, rowcount = [], 0
-        cursor = conn.connection.cursor()
-        try:
-            for one in many:  # (a list: each row's statement, their rows and counts added up)
-                conn._cursor_execute(cursor, form.sql, form.parameters(one))
-                if cursor.description is not None:
-                    rows.extend(cursor.fetchall())
-                rowcount += max(cursor.rowcount, 0)
-        finally:
-            cursor.close()
-        return Rows(form, rows, rowcount)
+        return form.run(conn, [form.parameters(one) for one in many])
+
+    def bind(self, dialect, params: dict | list, late: tuple[str, ...] = ()) -> Bound:
+        """This statement with `params` processed now by its columns' types, to run later
+        (`Bound.run`). A hot path binds its writes before the first one takes SQLite's
+        write lock, so the lock is held while the statements run, not while their values
+        are converted (psycopg still serializes JSON when it sends it).
+        `late` names values known only at run time (an id that an earlier INSERT returns):
+        give them any placeholder here and their value to `run`."""
+        return Bound(self, self._form(dialect, params), params, late)
+
+
+class Bound:
+    """A `Prepared` statement with its parameters processed (`Prepared.bind`)."""
+
+    __slots__ = ("_form", "_late", "_params", "_prepared", "_values")
+
+    def __init__(self, prepared: Prepared, form, params: dict | list, late: tuple[str, ...]):
+        self._prepared, self._form, self._params = prepared, form, params
+        if form is None:  # (SQLAlchemy's own execution, at run time)
+            return
+        many = params if isinstance(params, list) else [params]
+        self._values = [form.parameters(one) for one in many]
+        self._late = {name: form.slots(name) for name in late}
+
+    def run(self, conn, **late) -> Rows:
+        form = self._form
+        if form is None:
+            params = self._params
+            if late:
+                many = [
+                    dict(one, **late) for one in (params if isinstance(params, list) else [params])
+                ]
+                params = many if isinstance(self._params, list) else many[0]
+            return self._prepared.run(conn, params)
+        values = self._values
+        if late:
+            values = [form.replace(one, self._late, late) for one in values]
+        return form.run(conn, values)
 
 
 class _Form:
@@ -134,6 +162,40 @@ class _Form:
         if self.names is None:
             return values
         return tuple(values[name] for name in self.names)
+
+    def slots(self, name: str) -> tuple:
+        """Where the value of bind parameter `name` goes in `parameters`' result."""
+        if name not in self.compiled.binds:
+            raise KeyError(f"no bind parameter {name!r} in {self.sql!r}")
+        if self.names is None:
+            return (name,)
+        return tuple(i for i, n in enumerate(self.names) if n == name)
+
+    def replace(self, values, slots: dict, late: dict):
+        """`parameters`' result with the `late` values put in their `slots`, processed."""
+        changed = dict(values) if self.names is None else list(values)
+        for name, value in late.items():
+            process = self.binds.get(name)
+            if process is not None:
+                value = process(value)
+            for slot in slots[name]:
+                changed[slot] = value
+        return changed if self.names is None else tuple(changed)
+
+    def run(self, conn, many: list) -> Rows:
+        """Execute with each of `many` (processed parameters) on one cursor; a list's rows
+        and counts are added up."""
+        rows, rowcount = [], 0
+        cursor = conn.connection.cursor()
+        try:
+            for values in many:
+                conn._cursor_execute(cursor, self.sql, values)
+                if cursor.description is not None:
+                    rows.extend(cursor.fetchall())
+                rowcount += max(cursor.rowcount, 0)
+        finally:
+            cursor.close()
+        return Rows(self, rows, rowcount)
 
 
 class Rows:
@@ -201,8 +263,14 @@ def insert_or_ignore(session, table: Table, values: dict, key: list[str]) -> boo
 
     The database decides, so it holds across processes. RETURNING tells whether a row was
     inserted: the rowcount of such an insert is not reliable (psycopg reports none)."""
-    statement = _insert_or_ignore(session.get_bind().dialect.name, table, tuple(key))
+    statement = insert_or_ignore_statement(session.get_bind().dialect.name, table, key)
     return execute(session, statement, values).first() is not None
+
+
+def insert_or_ignore_statement(dialect: str, table: Table, key: list[str]) -> Prepared:
+    """`insert_or_ignore`'s statement (to bind ahead: `Prepared.bind`); it returns a row
+    when the row went in."""
+    return _insert_or_ignore(dialect, table, tuple(key))
 
 
 def upsert_rows(

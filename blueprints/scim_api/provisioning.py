@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from blueprints.auth.services import email_key, find_user
 from blueprints.common import outbox, seats
 from blueprints.common.accounts import bump_teams_of, end_sessions, other_active_owner
-from blueprints.common.sql import Prepared, execute
+from blueprints.common.sql import Bound, Prepared, execute
 from blueprints.domains import policy as domain_policy
 from blueprints.domains.services import email_domain
 from blueprints.invitations.services import invitation, invitation_token
@@ -459,6 +459,11 @@ def audit_row(account_id: int, action: str, target: str, detail: dict, now: date
 def audit(session, row: dict) -> None:
     """Write an audit event in the request's transaction."""
     execute(session, INSERT_AUDIT, row)
+
+
+def bind_audit(dialect, row: dict) -> Bound:
+    """`audit`'s statement, bound ahead (`sql.Prepared.bind`)."""
+    return INSERT_AUDIT.bind(dialect, row)
 
 
 def user_event(

@@ -82,14 +82,9 @@ def finish(status: int):
     counter) is held for the writes and the commit only, not while the body is rendered.
     """
     g.scim_finished = True
-    connector = g.get("scim_log_connector")
-    caller = g.get("scim_connector")
-    now = utcnow()
-    use = None
-    if caller is not None and connectors.use_due(caller, now):
-        addr = call().remote_addr
-        use = (caller.id, caller.token_id, now, _printable(addr, 45) if addr else None)
+    failed = None
     if status < 400 and call().writes:
+        # The commit comes first: on SQLite the write lock is held until it ends.
         try:
             db.session.commit()
             leave_turn()  # the answer is rendered outside the process's write turn
@@ -99,12 +94,24 @@ def finish(status: int):
             failed = error_response(
                 503, "The change could not be saved; retry shortly.", headers={"Retry-After": "1"}
             )
-            if connector is not None:
-                request_log().add(_log_row(connector, failed.status_code), use)
-            return failed
     # A read's transaction ends when Flask-SQLAlchemy removes the session.
+    connector = g.get("scim_log_connector")
+    use = _use(g.get("scim_connector"))
+    if failed is not None:
+        if connector is not None:
+            request_log().add(_log_row(connector, failed.status_code), use)
+        return failed
     request_log().add(_log_row(connector, status) if connector is not None else None, use)
     return None
+
+
+def _use(caller: connectors.Caller | None) -> tuple | None:
+    """The connector's and token's use to stamp (request_log.RequestLog.add), if due."""
+    now = utcnow()
+    if caller is None or not connectors.use_due(caller, now):
+        return None
+    addr = call().remote_addr
+    return (caller.id, caller.token_id, now, _printable(addr, 45) if addr else None)
 
 
 def _printable(text: str, limit: int) -> str:

@@ -575,21 +575,42 @@ def _insert_new(
     )
 
     # The writes.
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
         return _insert_in_one_statement(
             session, account_id, row, emails, person, invitation, email, account_name, active, event
         )
-    if person is not None:
-        row["user_id"] = execute(session, _INSERT_PERSON, person).scalar_one()
-    member_id = execute(session, _INSERT_MEMBER, row).scalar_one()
+    # SQLite: each statement's values are converted before the first write takes the write
+    # lock (`Prepared.bind`), which every create in every process waits for; the ids the
+    # INSERTs return go in at run time.
+    late = ("user_id",) if person is not None else ()
+    member = _INSERT_MEMBER.bind(dialect, row, late)
+    addresses = None
     if emails:
-        execute(session, _INSERT_EMAILS, [dict(e, membership_id=member_id) for e in emails])
+        rows = [dict(e, membership_id=0) for e in emails]
+        addresses = _INSERT_EMAILS.bind(dialect, rows, ("membership_id",))
+    mail = None
     if person is not None:
-        outbox.enqueue_welcome(session, row["user_id"], email, account_name, now)
+        mail = outbox.bind_welcome(dialect, email, account_name, now)
     elif invitation is not None:
-        outbox.add(session, invitation)
-    provisioning.audit(session, event)
-    if active and not seats.take_for_new(session, account_id):
+        mail = outbox.bind_add(dialect, invitation)
+    audit = provisioning.bind_audit(dialect, event)
+    seat = seats.bind_take_for_new(dialect, account_id) if active else None
+
+    conn = session.connection()
+    person_id = {}
+    if person is not None:
+        row["user_id"] = _INSERT_PERSON.run(conn, person).scalar_one()
+        person_id = {"user_id": row["user_id"]}
+    member_id = member.run(conn, **person_id).scalar_one()
+    if addresses is not None:
+        addresses.run(conn, membership_id=member_id)
+    if person is not None:
+        mail.run(conn, **outbox.welcome_of(row["user_id"]))
+    elif mail is not None:
+        mail.run(conn)
+    audit.run(conn)
+    if seat is not None and seat.run(conn).rowcount != 1:
         raise provisioning.licence_limit()
     return _new_state(member_id, row)
 

@@ -159,3 +159,51 @@ def test_a_list_of_rows_writes_each_and_returns_all(session, account):
     assert result.rowcount == 3
     stored = execute(session, Prepared(_READ), {"account_id": account.id}).all()
     assert sorted(row.id for row in stored) == sorted(ids)
+
+
+def test_bound_values_are_written_and_late_ones_go_in_at_run(session, account):
+    """What `bind` was given is written, and the `late` values (an id an earlier INSERT
+    returned) go in at run time, converted by their column's type, in every row of a
+    list."""
+    dialect = session.get_bind().dialect
+    at = utcnow().replace(microsecond=0)
+    detail = {"via": "scim", "n": 1}
+    row = _event(account.id, "scim.user_created", detail, at)
+    bound = Prepared(insert(_AUDIT).returning(_AUDIT.c.id)).bind(
+        dialect, row, ("created_at", "target")
+    )
+    later = at + timedelta(hours=1)
+    new_id = bound.run(session.connection(), created_at=later, target="user:1").scalar_one()
+
+    rows = [_event(account.id, f"scim.user_{n}", {}, at) for n in ("a", "b")]
+    many = Prepared(insert(_AUDIT)).bind(dialect, rows, ("target",))
+    assert many.run(session.connection(), target="user:2").rowcount == 2
+
+    stored = session.execute(
+        select(_AUDIT.c.id, _AUDIT.c.detail, _AUDIT.c.created_at, _AUDIT.c.target).where(
+            _AUDIT.c.account_id == account.id
+        )
+    ).all()
+    first = next(r for r in stored if r.id == new_id)
+    assert first.detail == {"via": "scim", "n": 1}
+    assert first.created_at == later and first.target == "user:1"
+    assert sorted(r.target for r in stored if r.id != new_id) == ["user:2", "user:2"]
+
+
+def test_bound_falls_back_to_sqlalchemy_with_its_late_values(session):
+    """A statement SQLAlchemy must run (a Python-side default) takes its late values too."""
+    table = OutboxEmail.__table__
+    row = {"to_addr": "ada@example.com", "subject": "Hello", "body_text": "Hi"}
+    row |= {"body_html": None, "dedupe_key": None}
+    bound = Prepared(insert(table).returning(table.c.id)).bind(
+        session.get_bind().dialect, row, ("subject",)
+    )
+    new_id = bound.run(session.connection(), subject="Welcome").scalar_one()
+    stored = session.get(OutboxEmail, new_id)
+    assert stored.subject == "Welcome" and stored.attempts is not None
+
+
+def test_a_late_name_the_statement_does_not_take_is_refused_when_bound(session, account):
+    row = _event(account.id, "scim.user_created", {}, utcnow())
+    with pytest.raises(KeyError, match="membership_id"):
+        Prepared(insert(_AUDIT)).bind(session.get_bind().dialect, row, ("membership_id",))
