@@ -108,7 +108,8 @@ def test_owner_pins_a_read_only_token_to_ranges_fixing_a_typo_then_opens_it(
     sign_in(page, owner)
     page.goto("/enterprise/scim")
 
-    # New token with a range mistyped: the error is next to the field, what was typed stays.
+    # New token with a range mistyped: the error is next to the field, what was typed stays,
+    # and the field in error has the focus (what the owner types next goes there).
     page.get_by_role("button", name="New token").click()
     form = page.locator("#connector-actions")
     form.get_by_label("Token name").fill("Reporting")
@@ -121,6 +122,7 @@ def test_owner_pins_a_read_only_token_to_ranges_fixing_a_typo_then_opens_it(
         "“10.1.2.3/16” has bits set past its prefix: did you mean 10.1.0.0/16?"
     )
     expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_be_focused()
     expect(field).to_have_value("10.1.2.3/16\n2001:db8::/32")
     expect(page.get_by_label("Read-only")).to_be_checked()
     expect(page.locator("#scim-token")).to_have_count(0)
@@ -139,6 +141,7 @@ def test_owner_pins_a_read_only_token_to_ranges_fixing_a_typo_then_opens_it(
     row.get_by_role("button", name="Change access").click()
     allow_list = row.get_by_label("IP allow-list")
     expect(allow_list).to_have_value("10.1.0.0/16\n2001:db8::/32")
+    expect(allow_list).to_be_focused()
     allow_list.fill("")
     row.get_by_label("Read-only").uncheck()
     row.get_by_label("Passphrase").fill(factories.PASSPHRASE)
