@@ -10,7 +10,7 @@
 #   bench/run.sh [--postgres] --reference   # creates against bench/thin_app.py instead
 #
 # Environment: BENCH_PORT (default: a free port), BENCH_PG_URL (server URL without the
-# database), BENCH_GUNICORN_ARGS (default "-w 2 --threads 4"), BENCH_KEEP=1 keeps the temp
+# database), BENCH_GUNICORN_ARGS (default "-w 2 --threads 4 --reuse-port"), BENCH_KEEP=1 keeps the temp
 # dir (database, server log) afterwards.
 set -euo pipefail
 
@@ -95,8 +95,10 @@ export SCIM_BASE_URL SCIM_TOKEN
 
 # No control socket: its default path is shared by every gunicorn of this user.
 # BENCH_GUNICORN_ARGS replaces the worker model (e.g. "-w 4 --threads 1") for experiments.
+# --reuse-port, as the README's production command: each worker has its own listening
+# socket and the kernel spreads the clients' connections over them (bench/README.md).
 # shellcheck disable=SC2086
-"$BIN/gunicorn" ${BENCH_GUNICORN_ARGS:--w 2 --threads 4} \
+"$BIN/gunicorn" ${BENCH_GUNICORN_ARGS:--w 2 --threads 4 --reuse-port} \
   -b "127.0.0.1:$PORT" --no-control-socket "$APP" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
@@ -133,4 +135,4 @@ echo "server pid $SERVER_PID on $BASE_URL; results in $OUT" >&2
 EXTRA=()
 [ "$DB" = postgresql ] && EXTRA+=(--analyze)
 "$BIN/python" bench/scim_bench.py --server-pid "$SERVER_PID" --seed-direct "${EXTRA[@]}" \
-  --label "$KIND, gunicorn ${BENCH_GUNICORN_ARGS:--w 2 --threads 4}" --json-out "$OUT" "$@"
+  --label "$KIND, gunicorn ${BENCH_GUNICORN_ARGS:--w 2 --threads 4 --reuse-port}" --json-out "$OUT" "$@"
