@@ -106,12 +106,15 @@ class Bound:
     def __init__(self, prepared: Prepared, form, params: dict | list, late: tuple[str, ...]):
         self._prepared, self._form, self._params = prepared, form, params
         if form is None:  # (SQLAlchemy's own execution, at run time)
+            self._late = dict.fromkeys(late)
             return
         many = params if isinstance(params, list) else [params]
         self._values = [form.parameters(one) for one in many]
         self._late = {name: form.slots(name) for name in late}
 
     def run(self, conn, **late) -> Rows:
+        if late.keys() != self._late.keys():  # a placeholder is never written
+            raise TypeError(f"give exactly the late values {sorted(self._late)}")
         form = self._form
         if form is None:
             params = self._params

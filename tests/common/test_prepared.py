@@ -203,7 +203,14 @@ def test_bound_falls_back_to_sqlalchemy_with_its_late_values(session):
     assert stored.subject == "Welcome" and stored.attempts is not None
 
 
-def test_a_late_name_the_statement_does_not_take_is_refused_when_bound(session, account):
+def test_late_names_are_checked_when_bound_and_when_run(session, account):
+    """A late name the statement does not take is refused when bound; a run without every
+    late value is refused before anything is written (its placeholder never is)."""
+    dialect = session.get_bind().dialect
     row = _event(account.id, "scim.user_created", {}, utcnow())
     with pytest.raises(KeyError, match="membership_id"):
-        Prepared(insert(_AUDIT)).bind(session.get_bind().dialect, row, ("membership_id",))
+        Prepared(insert(_AUDIT)).bind(dialect, row, ("membership_id",))
+    bound = Prepared(insert(_AUDIT)).bind(dialect, row, ("target",))
+    with pytest.raises(TypeError, match="target"):
+        bound.run(session.connection())
+    assert execute(session, Prepared(_READ), {"account_id": account.id}).all() == []
