@@ -66,6 +66,7 @@ def test_owner_starts_streaming_tests_it_and_reveals_the_secret(page, owner, rec
     page.get_by_role("button", name="Start streaming").click()
     expect(page.locator("#passphrase-error")).to_have_text("That passphrase is incorrect.")
     expect(page.get_by_label("Endpoint URL")).to_have_value(receiver.url)
+    expect(page.get_by_label("Passphrase")).to_be_focused()  # where the fix is typed
 
     page.get_by_label("Passphrase").fill(factories.PASSPHRASE)
     page.get_by_role("button", name="Start streaming").click()
