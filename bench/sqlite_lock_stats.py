@@ -5,7 +5,8 @@ server log when it exits:
 
     LOCKSTATS pid=… transactions=… hold_ms=… wait_ms=… commit_ms=… hold_total_s=…
 
-    BENCH_KEEP=1 BENCH_GUNICORN_ARGS="-w 2 --threads 4 --reuse-port -c bench/sqlite_lock_stats.py" \\
+    BENCH_KEEP=1 \\
+    BENCH_GUNICORN_ARGS="-w 2 --threads 4 --reuse-port -c bench/sqlite_lock_stats.py" \\
         bench/run.sh --users 4000 --phases creates
     grep LOCKSTATS /tmp/scim-bench.*/server.log
 
