@@ -63,6 +63,11 @@ def test_owner_sets_up_oidc_and_member_signs_in_through_idp(
     # The redirect URI the page shows is the one registered at the IdP.
     expect(page.locator("#oidc-redirect")).to_have_text(base_url + "/sso/oidc/callback")
     assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+    # Saved without the issuer: the error is next to it, and it has the focus.
+    page.get_by_label("Client ID").fill(idp_client.client_id)
+    page.get_by_role("button", name="Save OIDC settings").click()
+    expect(page.locator("#issuer-error")).to_have_text("Enter the issuer URL.")
+    expect(page.get_by_label("Issuer URL")).to_be_focused()
     page.get_by_label("Issuer URL").fill(issuer_of(iam_server))
     page.get_by_label("Client ID").fill(idp_client.client_id)
     page.get_by_label("Client secret").fill(idp_client.client_secret)
