@@ -101,15 +101,16 @@ class Prepared:
 class Bound:
     """A `Prepared` statement with its parameters processed (`Prepared.bind`)."""
 
-    __slots__ = ("_form", "_late", "_params", "_prepared", "_values")
+    __slots__ = ("_form", "_late", "_listed", "_many", "_prepared", "_values")
 
     def __init__(self, prepared: Prepared, form, params: dict | list, late: tuple[str, ...]):
-        self._prepared, self._form, self._params = prepared, form, params
+        self._prepared, self._form = prepared, form
+        self._listed = isinstance(params, list)
+        self._many = params if self._listed else [params]
         if form is None:  # (SQLAlchemy's own execution, at run time)
             self._late = dict.fromkeys(late)
             return
-        many = params if isinstance(params, list) else [params]
-        self._values = [form.parameters(one) for one in many]
+        self._values = [form.parameters(one) for one in self._many]
         self._late = {name: form.slots(name) for name in late}
 
     def run(self, conn, **late) -> Rows:
@@ -117,13 +118,8 @@ class Bound:
             raise TypeError(f"give exactly the late values {sorted(self._late)}")
         form = self._form
         if form is None:
-            params = self._params
-            if late:
-                many = [
-                    dict(one, **late) for one in (params if isinstance(params, list) else [params])
-                ]
-                params = many if isinstance(self._params, list) else many[0]
-            return self._prepared.run(conn, params)
+            many = [dict(one, **late) for one in self._many]
+            return self._prepared.run(conn, many if self._listed else many[0])
         values = self._values
         if late:
             values = [form.replace(one, self._late, late) for one in values]
