@@ -185,11 +185,12 @@ class _Form:
         """Execute with each of `many` (processed parameters) on one cursor; a list's rows
         and counts are added up."""
         rows, rowcount = [], 0
+        returns = self.row is not None  # (psycopg builds `cursor.description` when asked)
         cursor = conn.connection.cursor()
         try:
             for values in many:
                 conn._cursor_execute(cursor, self.sql, values)
-                if cursor.description is not None:
+                if returns:
                     rows.extend(cursor.fetchall())
                 rowcount += max(cursor.rowcount, 0)
         finally:
