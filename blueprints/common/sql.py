@@ -47,6 +47,21 @@ def execute(session, statement: Executable | Prepared, params: dict | list | Non
     return session.connection().execute(statement, params)
 
 
+def several_writes(session) -> None:
+    """Before a second write of a request whose statements run each on its own (a
+    PostgreSQL create, unit_of_work.begin): open a transaction, so that its writes are
+    kept or rolled back together. Anything else is in one already, or nothing to do."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return
+    from psycopg.pq import TransactionStatus
+
+    raw = conn.connection.dbapi_connection
+    if raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE:
+        # psycopg's commit and rollback follow the server's state: they end this one.
+        conn.exec_driver_sql("BEGIN")
+
+
 class Prepared:
     """A hot path's Core statement, compiled once per dialect (and, for an INSERT, per set
     of columns given) and run on the driver's cursor.

@@ -25,6 +25,7 @@ class Call:
     method: str
     writes: bool  # it may change something (POST /.search only reads)
     several_statements: bool  # a read of several statements (unit_of_work._read_snapshot)
+    one_statement: bool  # a write that is one statement as a rule (POST /Users)
     resource: str  # the path below the connector's URL, for the request log
     remote_addr: str | None
     content_length: int | None

@@ -20,6 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from blueprints.common.extensions import csrf, db
+from blueprints.common.sql import several_writes
 from blueprints.scim_api import (
     admission,
     auth,
@@ -66,6 +67,8 @@ def read_call() -> None:
         # counts, the page, each type's rows).
         several_statements=view_args.get("kind") == "Groups"
         or request.endpoint == "scim_api.search_all",
+        one_statement=request.endpoint == "scim_api.create_resource"
+        and view_args.get("kind") == "Users",
         resource=request.path.removeprefix(f"/scim/v2/{g.connector_public_id}") or "/",
         remote_addr=request.remote_addr,
         content_length=request.content_length,
@@ -314,6 +317,7 @@ def create_resource(kind: str):
     service, _ = KINDS[kind]
     params = _parameters(kind)  # a bad `attributes` is refused before anything is written
     if _previewing() and (kind, "POST") in PREVIEW_WRITES:
+        several_writes(db.session)
         return _preview_write(kind, 201, json_body())
     row = _written(kind, service.create(db.session, g.scim_connector, json_body(), utcnow()))
     db.session.flush()

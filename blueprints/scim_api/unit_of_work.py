@@ -45,13 +45,25 @@ def _read_snapshot() -> None:
 
 def begin() -> None:
     """before_request, first of all: how this request's statements run."""
-    if call().writes or db.session().in_transaction():  # (a test client sharing its session)
+    if db.session().in_transaction():  # (a test client sharing its session)
+        return
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if call().writes:
+        if call().one_statement and postgres:
+            # A create is one statement as a rule (users._one_statement), atomic on its
+            # own: no BEGIN and COMMIT round trips. Its other ways (a restore, a manual
+            # member adopted, team rules) open a transaction first (sql.several_writes).
+            _autocommit()
         return
     if call().several_statements:
         _read_snapshot()
-    elif db.session.get_bind().dialect.name == "postgresql":
-        # SQLite's driver reads outside transactions already.
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    elif postgres:  # (SQLite's driver reads outside transactions already)
+        _autocommit()
+
+
+def _autocommit() -> None:
+    """Each statement of this request on its own (PostgreSQL)."""
+    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def record(response):

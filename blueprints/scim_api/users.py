@@ -44,7 +44,7 @@ from sqlalchemy.orm import selectinload
 
 from blueprints.common import outbox, seats
 from blueprints.common.accounts import bump_teams_of
-from blueprints.common.sql import Prepared, execute, json_rows, json_value
+from blueprints.common.sql import Prepared, execute, json_rows, json_value, several_writes
 from blueprints.scim_api import filters, provisioning
 from blueprints.scim_api import patch as patching
 from blueprints.scim_api.query import descending, page, wants
@@ -443,6 +443,7 @@ def create(session, connector, body: dict, now: datetime) -> UserState:
     before = execute(session, _BEFORE_CREATE, parameters).one()
     match = provisioning.match_new(before, columns, email)
     if match.restore_id is not None:
+        several_writes(session)
         restored = _restore(
             session, account_id, match.restore_id, columns, emails, email, active, now
         )
@@ -450,13 +451,17 @@ def create(session, connector, body: dict, now: datetime) -> UserState:
             return restored
         return create(session, connector, body, now)  # removed meanwhile: a plain create
     if match.member_id is None:
+        ruled = provisioning.roles_changed(session, account_id, None, columns["scim_resource"])
+        if ruled:
+            several_writes(session)
         state = _insert_new(
             session, account_id, columns, emails, email, active, now, match, before.account_name
         )
-        if provisioning.roles_changed(session, account_id, None, columns["scim_resource"]):
+        if ruled:
             provisioning.apply_rules(session, account_id, state.id)
         return state
     # The person is a (manual) member here already: the membership is adopted.
+    several_writes(session)
     member = session.get(Membership, match.member_id)
     with session.no_autoflush:
         _write_attributes(member, columns, emails)
@@ -551,9 +556,9 @@ def _insert_new(
         "user_id": match.person_id,
         "invitation_token_hash": None,
         "invited_at": None,
-        # The seat is taken last, after the inserts: on PostgreSQL its UPDATE locks the
-        # account row until the commit, and every concurrent create queues on that row.
-        # The membership goes in holding it; no seat left rolls it all back (403).
+        # The membership goes in holding a seat. SQLite takes it last, after the inserts
+        # (no seat left rolls them back: 403); PostgreSQL's one statement takes it
+        # first, as the gate of every insert (`_one_statement`).
         "active": active,
         "licensed": active,
         "version": 1,
@@ -640,17 +645,35 @@ def _one_statement(
     audit_columns: tuple = (),
 ):
     """PostgreSQL: a new member's writes as one statement of data-modifying CTEs (the
-    person, the membership, its emails, the welcome or invitation email, the seat), where
-    SQLite takes five. Each statement is a round trip, a parse and an execution on both
-    sides: a create made nine round trips to the thinnest server's three. A CTE that
-    nothing references still runs (PostgreSQL runs every data-modifying CTE once), so
-    emails and mail are added with `add_cte`; the foreign keys are checked at the end of
-    the statement, when the rows they point to exist."""
+    seat, the person, the membership, its emails, the welcome or invitation email, the
+    audit event), where SQLite takes six. Each statement is a round trip, a parse and an
+    execution on both sides: a create made nine round trips to the thinnest server's
+    three. One statement is atomic on its own, so a plain create runs it outside a
+    transaction (`unit_of_work.begin`): no BEGIN and COMMIT round trips either.
+
+    The seat is the gate: every row is inserted only if the account's seat counter was
+    raised (a create with no seat left writes nothing and answers the licence-limit
+    403), so the statement never has anything to roll back. A CTE that nothing references
+    still runs (PostgreSQL runs every data-modifying CTE once), so emails and mail are
+    added with `add_cte`; the foreign keys are checked at the end of the statement, when
+    the rows they point to exist."""
+    gate = None
+    if seat:  # the account row stays locked from here to the commit, the statement's end
+        taken = update(_ACCOUNTS).where(
+            _ACCOUNTS.c.id == bindparam("account_id"),
+            _ACCOUNTS.c.seats_used < _ACCOUNTS.c.seat_limit,
+        )
+        taken = taken.values(seats_used=_ACCOUNTS.c.seats_used + 1).returning(_ACCOUNTS.c.id)
+        gate = exists(select(taken.cte("seat")))
+
+    def gated(query):
+        return query if gate is None else query.where(gate)
+
     new_person = None
     if person_columns:
         new_person = (
             insert(_USERS)
-            .from_select(person_columns, select(*_values(_USERS, "p_", person_columns)))
+            .from_select(person_columns, gated(select(*_values(_USERS, "p_", person_columns))))
             .returning(_USERS.c.id)
             .cte("new_person")
         )
@@ -660,10 +683,11 @@ def _one_statement(
     names = [name for name in member_columns if name != "user_id"]
     member = (
         insert(_MEMBERS)
-        .from_select([*names, "user_id"], select(*_values(_MEMBERS, "m_", names), user_id))
+        .from_select([*names, "user_id"], gated(select(*_values(_MEMBERS, "m_", names), user_id)))
         .returning(_MEMBERS.c.id)
         .cte("new_member")
     )
+    written = exists(select(member.c.id))  # (no seat left: nothing else is written)
     extra = []
     if emails:
         rows = (
@@ -689,23 +713,14 @@ def _one_statement(
             values += [literal("welcome:") + cast(new_person.c.id, String), new_person.c.id]
             chosen = select(*values).select_from(new_person)
         else:
-            chosen = select(*values)
+            chosen = select(*values).where(written)
         extra.append(insert(_OUTBOX).from_select(names, chosen).cte("new_mail"))
     if audit_columns:  # the audit event of the create (SPEC F10)
-        values = select(*_values(provisioning.AUDIT, "a_", audit_columns))
+        values = select(*_values(provisioning.AUDIT, "a_", audit_columns)).where(written)
         extra.append(insert(provisioning.AUDIT).from_select(audit_columns, values).cte("audit"))
-    seated = literal(True)
-    if seat:  # last, as on SQLite: the account row is locked from here to the commit
-        taken = update(_ACCOUNTS).where(
-            _ACCOUNTS.c.id == bindparam("account_id"),
-            _ACCOUNTS.c.seats_used < _ACCOUNTS.c.seat_limit,
-        )
-        taken = taken.values(seats_used=_ACCOUNTS.c.seats_used + 1).returning(_ACCOUNTS.c.id)
-        seated = exists(select(taken.cte("seat")))
-    found = [member.c.id.label("member_id"), seated.label("seated")]
-    if new_person is not None:
-        found.append(select(new_person.c.id).scalar_subquery().label("person_id"))
-    return Prepared(select(*found).add_cte(*extra))
+    # One row: the new membership's id, NULL when no seat was left.
+    member_id = select(member.c.id).scalar_subquery().label("member_id")
+    return Prepared(select(member_id).add_cte(*extra))
 
 
 def _insert_in_one_statement(
@@ -726,10 +741,10 @@ def _insert_in_one_statement(
     params.update({f"o_{name}": value for name, value in letter.items()})
     if emails:
         params["emails"] = emails
-    written = execute(session, statement, params).one()
-    if not written.seated:
+    member_id = execute(session, statement, params).scalar_one()
+    if member_id is None:
         raise provisioning.licence_limit()
-    return _new_state(written.member_id, row)
+    return _new_state(member_id, row)
 
 
 def _apply(

@@ -15,12 +15,13 @@ from sqlalchemy.exc import OperationalError
 from blueprints.common.extensions import db
 from blueprints.domains import services as domains
 from blueprints.scim_settings import connector
-from models import AuditEvent, Domain, LoginThrottle, Membership, utcnow
+from models import AuditEvent, Domain, LoginThrottle, Membership, Team, utcnow
 from tests import factories
 from tests.scim_settings.conftest import ready  # noqa: F401 (an account ready for SCIM)
 
 DOMAINS = "/enterprise/domains"
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+SCIM_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
 def _count(session, model, *where) -> int:
@@ -212,11 +213,18 @@ def test_scim_create_is_still_committed(client, session, bearer):
 def test_scim_commit_failure_is_the_scim_apis_own_503_not_a_page(
     client, session, bearer, monkeypatch
 ):
+    # A group: on PostgreSQL a user's create is one statement that commits itself, with
+    # no separate commit to fail (users._one_statement).
     with monkeypatch.context() as patch:
         patch.setattr(db.session, "commit", _locked("database is locked"))
-        response = _create_user(client, bearer, "ada@example.com")
+        response = client.post(
+            f"/scim/v2/{bearer.connector.public_id}/Groups",
+            json={"schemas": [SCIM_GROUP], "displayName": "Engineering"},
+            headers={"Authorization": f"Bearer {bearer.token}"},
+            csrf=False,
+        )
 
     assert response.status_code == 503
     assert response.mimetype == "application/scim+json"
     assert "<html" not in response.get_data(as_text=True).lower()
-    assert _count(session, Membership, Membership.email == "ada@example.com") == 0
+    assert _count(session, Team, Team.display_name == "Engineering") == 0

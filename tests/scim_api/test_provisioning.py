@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from blueprints.common.outbox import deliver_due
-from models import Account, Membership, OutboxEmail, SsoConnection, User, utcnow
+from models import Account, AuditEvent, Membership, OutboxEmail, SsoConnection, User, utcnow
 from tests import factories
 from tests.common.mail import links_in, received, text_of
 from tests.scim_api.conftest import assert_scim_error
@@ -354,12 +354,16 @@ def test_create_beyond_the_seat_limit_is_403_and_creates_nothing(
     create(scim, "a@example.com")
     create(scim, "b@example.com")
     before = users(session)
+    events = session.scalar(select(func.count()).select_from(AuditEvent))
 
+    # On PostgreSQL the create is one statement outside a transaction, gated by the seat:
+    # with none left, no person, membership, email or audit event is written.
     response = post(scim, "c@example.com", displayName="Carol")
 
     assert "licence limit" in assert_scim_error(response, 403)["detail"].lower()
     assert scim("GET", "/Users").get_json()["totalResults"] == 2
     assert users(session) == before
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
     assert [e.to_addr for e in outbox()] == ["a@example.com", "b@example.com"]
     assert seats_used(session, two_seats_left) == 3
 
