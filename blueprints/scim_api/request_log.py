@@ -24,6 +24,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 
+from blueprints.common import statistics
 from blueprints.common.extensions import db
 from blueprints.scim_settings import health
 from blueprints.scim_settings.connector import TOKEN_USED, USED
@@ -50,6 +51,7 @@ class RequestLog:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._dropped = 0
+        self._statistics = statistics.Keeper()
 
     def add(
         self, row: dict | None, use: tuple[int, int | None, datetime, str | None] | None
@@ -80,7 +82,9 @@ class RequestLog:
         while True:
             self._wake.wait(self.interval)
             self._wake.clear()
-            self.flush()
+            if self.flush():  # SCIM traffic: the tables it grows may need statistics
+                with self.app.app_context():
+                    self._statistics.tick(db.engine)
 
     def flush(self) -> int:
         """Write what has gathered, in one transaction; returns the rows written. On
