@@ -126,6 +126,9 @@ def main() -> int:
             print(f"\n=== top {args.top} by {key} ===")
             print(out.getvalue().split("\n", 4)[-1].rstrip())
         with app.app_context():
+            from blueprints.scim_api.unit_of_work import request_log
+
+            request_log().flush()  # now: at exit the scratch database is gone
             db.engine.dispose()
     return 0
 
