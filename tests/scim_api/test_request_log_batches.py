@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from blueprints.scim_api import unit_of_work
-from models import ScimConnector, ScimRequestLog
+from models import ScimConnector, ScimRequestLog, utcnow
 
 SPC = "/ServiceProviderConfig"
 
@@ -43,6 +43,31 @@ def test_rows_wait_for_the_batch_then_are_written_in_order(app, scim, session, i
     ]
     connector = session.get(ScimConnector, issued.connector.id)
     assert connector.first_request_at is not None and connector.last_used_at is not None
+
+
+@pytest.mark.parametrize("config_overrides", [{"SCIM_LOG_FLUSH_SECONDS": 3600}])
+def test_a_batch_keeps_every_column_of_every_row(app, scim, session, issued):
+    """Each row of a batch keeps its own values, NULLs included, in order."""
+    before = utcnow()
+    scim("GET", SPC)
+    scim("GET", "/Users/nobody")
+    scim("GET", "/Users", query_string={"count": 1})
+
+    assert _queue(app).flush() == 3
+
+    session.expire_all()
+    rows = session.scalars(select(ScimRequestLog).order_by(ScimRequestLog.id)).all()
+    assert [(r.method, r.resource, r.status, r.outcome) for r in rows] == [
+        ("GET", SPC, 200, "success"),
+        ("GET", "/Users/nobody", 404, "failure"),
+        ("GET", "/Users", 200, "success"),
+    ]
+    assert [r.detail is None for r in rows] == [True, False, True]
+    assert "nobody" in rows[1].detail
+    assert {r.connector_id for r in rows} == {issued.connector.id}
+    assert {r.remote_addr for r in rows} == {"127.0.0.1"}
+    assert all(before <= r.created_at <= utcnow() for r in rows)
+    assert rows[0].created_at <= rows[1].created_at <= rows[2].created_at
 
 
 @pytest.mark.parametrize("config_overrides", [{"SCIM_LOG_FLUSH_SECONDS": 0.05}])
