@@ -20,7 +20,7 @@ import sys
 import time
 
 from profile_scim import body
-from scratch import scratch
+from scratch import close, demo_app, scratch
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -45,22 +45,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with scratch(args.postgres, "create-growth") as env:
-        from flask_migrate import upgrade
-
-        from app import create_app, db
-        from blueprints.common.demo import seed_demo
-
-        app = create_app()
-        with app.app_context():
-            upgrade()
-            seeded = seed_demo(with_scim=True)
-            db.session.remove()
-        path = "/scim/v2/" + seeded["SCIM_BASE_URL"].rsplit("/", 1)[-1] + "/Users"
-        headers = {
-            "Authorization": f"Bearer {seeded['SCIM_TOKEN']}",
-            "Content-Type": "application/scim+json",
-        }
-        client = app.test_client()
+        app, client, path, headers = demo_app()
         server_pids = lambda: []  # noqa: E731 (SQLite: no server)
         monitor = None
         if args.postgres:
@@ -94,11 +79,7 @@ def main() -> int:
             print(f"{batch:5}  {done:7}  {wall * per:14.3f}  {cpu * per:17.3f}  {shown}")
         if monitor is not None:
             monitor.close()
-        with app.app_context():
-            from blueprints.scim_api.unit_of_work import request_log
-
-            request_log().flush()  # now: at exit the scratch database is gone
-            db.engine.dispose()
+        close(app)
     return 0
 
 

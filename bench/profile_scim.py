@@ -23,7 +23,7 @@ import pstats
 import sys
 import time
 
-from scratch import scratch  # bench/scratch.py (this script runs from bench/)
+from scratch import close, demo_app, scratch  # bench/scratch.py (this script runs from bench/)
 
 
 def body(i: int) -> dict:
@@ -52,22 +52,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with scratch(args.postgres, "scim-profile"):
-        from flask_migrate import upgrade
-
-        from app import create_app, db
-        from blueprints.common.demo import seed_demo
-
-        app = create_app()
-        with app.app_context():
-            upgrade()
-            seeded = seed_demo(with_scim=True)
-            db.session.remove()
-        path = "/scim/v2/" + seeded["SCIM_BASE_URL"].rsplit("/", 1)[-1] + "/Users"
-        headers = {
-            "Authorization": f"Bearer {seeded['SCIM_TOKEN']}",
-            "Content-Type": "application/scim+json",
-        }
-        client = app.test_client()
+        app, client, path, headers = demo_app()
 
         def create(i: int) -> None:
             response = client.post(path, json=body(i), headers=headers)
@@ -125,11 +110,7 @@ def main() -> int:
             stats.print_stats(args.top)
             print(f"\n=== top {args.top} by {key} ===")
             print(out.getvalue().split("\n", 4)[-1].rstrip())
-        with app.app_context():
-            from blueprints.scim_api.unit_of_work import request_log
-
-            request_log().flush()  # now: at exit the scratch database is gone
-            db.engine.dispose()
+        close(app)
     return 0
 
 

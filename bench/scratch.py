@@ -49,3 +49,35 @@ def scratch(postgres: bool, name: str) -> Iterator[dict]:
         if database:
             pg(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         shutil.rmtree(work, ignore_errors=True)
+
+
+def demo_app():
+    """The app on the scratch database (inside `scratch`): migrated, the demo account seeded
+    with SCIM on. Returns the app, a test client, the Users URL path and the SCIM headers."""
+    from flask_migrate import upgrade
+
+    from app import create_app, db
+    from blueprints.common.demo import seed_demo
+
+    app = create_app()
+    with app.app_context():
+        upgrade()
+        seeded = seed_demo(with_scim=True)
+        db.session.remove()
+    path = "/scim/v2/" + seeded["SCIM_BASE_URL"].rsplit("/", 1)[-1] + "/Users"
+    headers = {
+        "Authorization": f"Bearer {seeded['SCIM_TOKEN']}",
+        "Content-Type": "application/scim+json",
+    }
+    return app, app.test_client(), path, headers
+
+
+def close(app) -> None:
+    """Before the scratch database goes: the request log's queued rows written now (at
+    exit the database would be gone), the connections closed."""
+    from app import db
+    from blueprints.scim_api.unit_of_work import request_log
+
+    with app.app_context():
+        request_log().flush()
+        db.engine.dispose()
