@@ -687,7 +687,6 @@ def _one_statement(
         .returning(_MEMBERS.c.id)
         .cte("new_member")
     )
-    written = exists(select(member.c.id))  # (no seat left: nothing else is written)
     extra = []
     if emails:
         rows = (
@@ -713,10 +712,10 @@ def _one_statement(
             values += [literal("welcome:") + cast(new_person.c.id, String), new_person.c.id]
             chosen = select(*values).select_from(new_person)
         else:
-            chosen = select(*values).where(written)
+            chosen = gated(select(*values))
         extra.append(insert(_OUTBOX).from_select(names, chosen).cte("new_mail"))
     if audit_columns:  # the audit event of the create (SPEC F10)
-        values = select(*_values(provisioning.AUDIT, "a_", audit_columns)).where(written)
+        values = gated(select(*_values(provisioning.AUDIT, "a_", audit_columns)))
         extra.append(insert(provisioning.AUDIT).from_select(audit_columns, values).cte("audit"))
     # One row: the new membership's id, NULL when no seat was left.
     member_id = select(member.c.id).scalar_subquery().label("member_id")
