@@ -201,8 +201,8 @@ class _Form:
         and counts are added up."""
         rows, rowcount = [], 0
         returns = self.row is not None  # (psycopg builds `cursor.description` when asked)
-        kept = conn.connection.info
-        cursor = _cursor(conn, kept)
+        pooled = conn.connection
+        cursor = _cursor(pooled)
         try:
             for values in many:
                 conn._cursor_execute(cursor, self.sql, values)
@@ -211,7 +211,7 @@ class _Form:
                 rowcount += max(cursor.rowcount, 0)
         except BaseException:
             # SQLAlchemy closes the cursor of a failed statement: the next one gets a new one.
-            kept.pop("prepared_cursor", None)
+            pooled.info.pop("prepared_cursor", None)
             raise
         return Rows(self, rows, rowcount)
 
@@ -219,17 +219,17 @@ class _Form:
 _UNKNOWN = object()
 
 
-def _cursor(conn, kept: dict):
+def _cursor(pooled):
     """The driver cursor `Prepared` statements run on, one per pooled connection, kept
     with it across requests: a new psycopg cursor looks up its parameters' adapters
     afresh on its first statement, 25 µs of each (a create runs three). Each statement's
     rows are fetched before the next runs, and a connection serves one thread at a time;
-    a connection replaced (invalidated, reconnected) gets a new cursor. `kept`: the pooled
-    connection's `info`."""
-    raw = conn.connection.dbapi_connection
-    cursor = kept.get("prepared_cursor")
+    a connection replaced (invalidated, reconnected) gets a new cursor. `pooled`: the
+    Connection's pooled connection, whose `info` keeps it."""
+    raw = pooled.dbapi_connection
+    cursor = pooled.info.get("prepared_cursor")
     if cursor is None or cursor.connection is not raw:
-        cursor = kept["prepared_cursor"] = raw.cursor()
+        cursor = pooled.info["prepared_cursor"] = raw.cursor()
     return cursor
 
 
