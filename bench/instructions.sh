@@ -2,15 +2,14 @@
 # The instructions one SCIM create costs in the app's process (valgrind's callgrind,
 # through app.test_client(): no gunicorn, no client), for this tree and, given REV, for
 # that revision beside it. Throughput here swings by a third between runs of the same
-# code; an instruction count does not (two runs of one tree agree within 0.1 %, runs
-# hours apart within about 1 %), so a change of a few per cent in the app's own work can
-# be seen (bench/README.md, seventh pass). It counts nothing outside the process: not
+# code; an instruction count does not (two runs of one tree agree within 0.1 %), so a
+# change of a few per cent in the app's own work can be seen (bench/README.md, seventh pass). It counts nothing outside the process: not
 # gunicorn's sockets, not PostgreSQL's work, not the kernel's.
 #
 #   bench/instructions.sh [REV] [--postgres]
 #
 # Each tree runs bench/count_creates.py twice under callgrind, with 100 and with 500
-# creates after the same warm-up, both at once (2 cores, about 2.5 minutes); the count
+# creates after the same warm-up, both at once (2 cores, about 2 minutes a tree); the count
 # per create is the difference over 400.
 set -euo pipefail
 cd "$(dirname "$0")/.."

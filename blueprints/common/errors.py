@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from blueprints.common.auth import current_membership
 from blueprints.common.extensions import db
 from blueprints.common.htmx import is_htmx
+from blueprints.common.web import API_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        if request.path.startswith("/scim/"):
+        if request.path.startswith(API_PREFIX):
             # Routing errors (405, 413 before a view) never reach blueprint handlers.
             from blueprints.scim_api.errors import from_exception
 

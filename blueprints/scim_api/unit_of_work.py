@@ -52,7 +52,7 @@ def begin() -> None:
     # values; the others are built before `record` commits): not expiring every object
     # in the session at the commit spares each write the ORM's walk of its identity map.
     session.expire_on_commit = False
-    postgres = db.session.get_bind().dialect.name == "postgresql"
+    postgres = session.get_bind().dialect.name == "postgresql"
     if call().writes:
         if call().one_statement and postgres:
             # A create is one statement as a rule (users._one_statement), atomic on its
