@@ -50,6 +50,13 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+def not_null(column: str) -> dict:
+    """A partial index's condition, on both databases: only the rows where `column` holds
+    a value. For a column empty on most rows whose every lookup compares a value."""
+    condition = text(f"{column} IS NOT NULL")
+    return {"sqlite_where": condition, "postgresql_where": condition}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -133,8 +140,16 @@ class Membership(db.Model):
         Index("ix_membership_account_email", "account_id", "email", "id"),
         Index("ix_membership_account_sort_name", "account_id", "sort_name"),
         Index("ix_membership_account_display_name_key", "account_id", "display_name_key"),
-        # The `remove-suspended-members` job's walk (SPEC F12 deprovisioning policy).
-        Index("ix_membership_removal_due_at", "removal_due_at"),
+        # The `remove-suspended-members` job's walk (SPEC F12 deprovisioning policy), and
+        # an invitation's link. Both columns are empty on almost every row, and each lookup
+        # compares a value: only the rows holding one are indexed (a create writes neither).
+        Index("ix_membership_removal_due_at", "removal_due_at", **not_null("removal_due_at")),
+        Index(
+            "uq_membership_invitation_token_hash",
+            "invitation_token_hash",
+            unique=True,
+            **not_null("invitation_token_hash"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -169,7 +184,7 @@ class Membership(db.Model):
     given_name: Mapped[str | None] = mapped_column(String(512))
     family_name: Mapped[str | None] = mapped_column(String(512))
     # Outside the verified domains nobody is joined silently: an invitation (SPEC F5).
-    invitation_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    invitation_token_hash: Mapped[str | None] = mapped_column(String(64))
     invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The Members page's search and name sort (kept by refresh_search on every write):
     # email, name and userName folded into one string, and the folded name.
@@ -426,11 +441,19 @@ class AuditEvent(db.Model):
     """Who did what, when, in which account. Never holds a secret."""
 
     # Keyset pages of the Audit log page, newest first on (created_at, id): by account,
-    # and by account and action or actor (blueprints/audit/services.py).
+    # and by account and action or actor (blueprints/audit/services.py). The IdP's events
+    # have no actor: only the events that have one are in the actor's index.
     __table_args__ = (
         Index("ix_audit_event_account_created", "account_id", "created_at", "id"),
         Index("ix_audit_event_account_action", "account_id", "action", "created_at", "id"),
-        Index("ix_audit_event_account_actor", "account_id", "actor_user_id", "created_at", "id"),
+        Index(
+            "ix_audit_event_account_actor",
+            "account_id",
+            "actor_user_id",
+            "created_at",
+            "id",
+            **not_null("actor_user_id"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
