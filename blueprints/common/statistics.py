@@ -8,13 +8,21 @@ fresh database (bench/README.md, "Fifth pass"): a create's checks read every mem
 the account, and each create cost PostgreSQL 0.6 ms more per 1,000 members; lookups
 slowed down as well.
 
-`analyze_grown` analyzes the tables that have more than doubled (plus `FLOOR` rows) since
-their last analysis. So a table growing to n rows is analyzed about log2(n) times, each in
-a few milliseconds up to about 0.1 s at 100,000 rows (ANALYZE reads a sample of at most
-30,000 rows). Updates don't count: the account row whose seat counter every create
-raises would otherwise be analyzed every second, and every plan that reads it made
-again. ANALYZE does not block reads or writes. Every connection's cached plans for the
-table are invalidated, so the next execution plans again with the statistics.
+`analyze_grown` analyzes the tables that have grown fivefold (plus `FLOOR` rows) since
+their last analysis, and only the columns their indexes hold: what the planner weighs
+when it picks an index. So a table growing to n rows is analyzed about log5(n) times,
+each in a few milliseconds up to about 0.1 s at 100,000 rows (ANALYZE reads a sample of
+at most 30,000 rows). The planner scales what it knows to the table's current size, so
+statistics from a fifth of the rows still choose the same indexes; autovacuum, where it
+runs, analyzes every column later. Measured during a first sync of 12,000 users
+(bench/README.md, eighth pass): analyzing every column of the grown tables at each
+doubling took an eighth of PostgreSQL's CPU, and the columns that no index reads (the
+JSON document among them) more than half of `membership`'s analysis.
+
+Updates don't count: the account row whose seat counter every create raises would
+otherwise be analyzed every second, and every plan that reads it made again. ANALYZE
+does not block reads or writes. Every connection's cached plans for the table are
+invalidated, so the next execution plans again with the statistics.
 
 Only tables the database user owns are analyzed (PostgreSQL skips the others with a
 warning). One process at a time (an advisory lock); the others skip their turn.
@@ -32,6 +40,7 @@ from sqlalchemy import text
 log = logging.getLogger(__name__)
 
 FLOOR = 500  # rows changed before a table's first analysis
+GROWTH = 4  # then rows added, as a multiple of those at the last analysis
 LOCK_KEY = 7_305_114_921  # pg_try_advisory_xact_lock: one process analyzes at a time
 _GROWN = text(
     """
@@ -39,8 +48,21 @@ _GROWN = text(
     FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
     WHERE s.schemaname = current_schema()
       AND pg_has_role(c.relowner, 'USAGE')
-      AND s.n_live_tup > :floor + 2 * greatest(c.reltuples, 0)
+      AND s.n_live_tup > :floor + (1 + :growth) * greatest(c.reltuples, 0)
     ORDER BY s.relname
+    """
+)
+# The columns of each table's indexes (an expression index's own columns are not listed:
+# attnum 0), in table order.
+_INDEXED = text(
+    """
+    SELECT c.relname, a.attname
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE c.relname = ANY(:names)
+      AND EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND a.attnum = ANY(i.indkey))
+    ORDER BY c.relname, a.attnum
     """
 )
 
@@ -53,11 +75,15 @@ def analyze_grown(engine, floor: int = FLOOR) -> list[str]:
     with engine.begin() as conn:
         if not conn.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY}):
             return []
-        grown = list(conn.scalars(_GROWN, {"floor": floor}))
+        grown = list(conn.scalars(_GROWN, {"floor": floor, "growth": GROWTH}))
+        indexed: dict[str, list[str]] = {}
+        for table, column in conn.execute(_INDEXED, {"names": grown}) if grown else ():
+            indexed.setdefault(table, []).append(column)
         quote = conn.dialect.identifier_preparer.quote
         for name in grown:
+            columns = ", ".join(quote(column) for column in indexed.get(name, ()))
             started = time.perf_counter()
-            conn.exec_driver_sql(f"ANALYZE {quote(name)}")
+            conn.exec_driver_sql(f"ANALYZE {quote(name)}" + (f" ({columns})" if columns else ""))
             log.info("analyzed %s in %.0f ms", name, 1000 * (time.perf_counter() - started))
     return grown
 
