@@ -11,7 +11,7 @@
 #
 # Environment: BENCH_PORT (default: a free port), BENCH_PG_URL (server URL without the
 # database), BENCH_GUNICORN_ARGS (default "-w 2 --threads 4 --reuse-port"), BENCH_KEEP=1 keeps the temp
-# dir (database, server log) afterwards.
+# dir (database, server log) and the PostgreSQL database afterwards.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -57,7 +57,9 @@ cleanup() {
     kill -TERM "$SERVER_PID"
     for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
   fi
-  if [ -n "$PG_NAME" ]; then
+  if [ -n "$PG_NAME" ] && [ "${BENCH_KEEP:-0}" = 1 ]; then
+    echo "kept database $PG_NAME (drop it with: DROP DATABASE $PG_NAME)" >&2
+  elif [ -n "$PG_NAME" ]; then
     pg "DROP DATABASE IF EXISTS $PG_NAME WITH (FORCE)" || echo "could not drop $PG_NAME" >&2
   fi
   if [ "${BENCH_KEEP:-0}" = 1 ]; then

@@ -167,6 +167,26 @@ class ProcessWatch:
             total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / tick
 
+    @staticmethod
+    def database_cpu_seconds() -> float:
+        """User + system CPU so far of this machine's PostgreSQL processes (its backends,
+        WAL writer, checkpointer): the database server's share of a --postgres run,
+        which the server's own figure leaves out. About nothing on a SQLite run."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            name, _, rest = stat.partition(" (")[2].rpartition(")")
+            if name == "postgres":
+                fields = rest.split()
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.samples.append(self.sample())
@@ -1015,6 +1035,17 @@ def print_report(results: dict) -> None:
             "server CPU seconds per phase: "
             + ", ".join(f"{k} {v}" for k, v in results["phase_server_cpu_s"].items())
         )
+    creates = results["phases"].get("creates")
+    server = results.get("phase_server_cpu_s", {}).get("creates")
+    if creates and creates.get("n") and server is not None:
+        # CPU per create, by whom: steadier than the rate on a machine whose speed swings
+        # (bench/README.md, eighth pass).
+        per = 1000 / creates["n"]
+        database = results.get("phase_database_cpu_s", {}).get("creates", 0)
+        lines.append(
+            f"CPU ms per create: server {server * per:.2f}, database {database * per:.2f}, "
+            f"client {creates['client_cpu_s'] * per:.2f}"
+        )
     print("\n".join(lines), flush=True)
 
 
@@ -1100,6 +1131,7 @@ def main(argv=None) -> int:
         "phase_seconds": {},
         "phase_rss": {},
         "phase_server_cpu_s": {},
+        "phase_database_cpu_s": {},
         "phase_loadavg": {},
     }
     watch.start()
@@ -1124,6 +1156,7 @@ def main(argv=None) -> int:
                 continue
             log(f"phase {name}")
             cpu0, t0m, t0 = watch.cpu_seconds(), time.monotonic(), time.perf_counter()
+            database0 = watch.database_cpu_seconds()
             loadavg0 = _loadavg()
             results["phases"][name] = steps[name]()
             results["phase_seconds"][name] = round(time.perf_counter() - t0, 1)
@@ -1131,6 +1164,8 @@ def main(argv=None) -> int:
             results["phase_loadavg"][name] = [loadavg0, _loadavg()]
             if cpu0 is not None:
                 results["phase_server_cpu_s"][name] = round(watch.cpu_seconds() - cpu0, 1)
+            database = watch.database_cpu_seconds() - database0
+            results["phase_database_cpu_s"][name] = round(database, 1)
             log(f"phase {name} done in {results['phase_seconds'][name]} s")
     finally:
         watch.stop()
