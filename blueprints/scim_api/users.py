@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     cast,
     column,
     exists,
@@ -99,45 +100,39 @@ _INSERT_EMAILS = Prepared(insert(MemberEmail.__table__))
 _ACCOUNTS = Account.__table__
 
 
-def _taken(column, parameter: str):
-    """Whether a membership here holds the value (one the IdP deleted and may restore
-    doesn't count: `_suspended`)."""
-    return (
-        select(_MEMBERS.c.id)
-        .where(
-            _MEMBERS.c.account_id == bindparam("account_id"),
-            column == bindparam(parameter),
-            _MEMBERS.c.source != "suspended",
-        )
-        .exists()
-    )
+def _holder(name: str, column, parameter: str):
+    """The membership here holding the value (userName key or externalId), joined to the
+    account: at most one, as the unique constraints on (account, value) guarantee."""
+    holder = _MEMBERS.alias(name)
+    on = and_(holder.c.account_id == _ACCOUNTS.c.id, holder.c[column] == bindparam(parameter))
+    return holder, on
 
 
-def _suspended(column, parameter: str):
+def _taken(holder):
+    """Whether the value is taken (a membership the IdP deleted and may restore doesn't
+    count: `_suspended`)."""
+    return and_(holder.c.id.is_not(None), holder.c.source != "suspended")
+
+
+def _suspended(holder):
     """The suspended membership (deprovisioning policy, SPEC F12) holding the value."""
-    return (
-        select(_MEMBERS.c.id)
-        .where(
-            _MEMBERS.c.account_id == bindparam("account_id"),
-            column == bindparam(parameter),
-            _MEMBERS.c.source == "suspended",
-        )
-        .limit(1)
-        .scalar_subquery()
-    )
+    return case((holder.c.source == "suspended", holder.c.id))
 
 
 _PERSON_HERE = _MEMBERS.alias("person_here")
+_BY_KEY, _BY_KEY_ON = _holder("by_key", "user_name_key", "key")
+_BY_EXTERNAL_ID, _BY_EXTERNAL_ID_ON = _holder("by_external_id", "external_id", "external_id")
 # Everything a create reads before it writes, in one statement (IdPs create thousands at
-# once, and each statement costs more than its lookup): whether the userName or the
-# externalId is taken, the account's name (for the emails), whether the email's domain
-# is one of its verified ones, and the person with that email and their membership here.
+# once, and each statement costs more than its lookup): who holds the userName and the
+# externalId (one join each: their index is unique, so the row stays one), the account's
+# name (for the emails), whether the email's domain is one of its verified ones, and the
+# person with that email and their membership here.
 _BEFORE_CREATE = Prepared(
     select(
-        _taken(_MEMBERS.c.user_name_key, "key").label("user_name_taken"),
-        _taken(_MEMBERS.c.external_id, "external_id").label("external_id_taken"),
-        _suspended(_MEMBERS.c.user_name_key, "key").label("suspended_by_key"),
-        _suspended(_MEMBERS.c.external_id, "external_id").label("suspended_by_external_id"),
+        _taken(_BY_KEY).label("user_name_taken"),
+        _taken(_BY_EXTERNAL_ID).label("external_id_taken"),
+        _suspended(_BY_KEY).label("suspended_by_key"),
+        _suspended(_BY_EXTERNAL_ID).label("suspended_by_external_id"),
         _ACCOUNTS.c.name.label("account_name"),
         _DOMAINS.c.id.label("domain_id"),
         _USERS.c.id.label("person_id"),
@@ -146,7 +141,9 @@ _BEFORE_CREATE = Prepared(
         _PERSON_HERE.c.user_name,
     )
     .select_from(
-        _ACCOUNTS.outerjoin(
+        _ACCOUNTS.outerjoin(_BY_KEY, _BY_KEY_ON)
+        .outerjoin(_BY_EXTERNAL_ID, _BY_EXTERNAL_ID_ON)
+        .outerjoin(
             _DOMAINS,
             and_(
                 _DOMAINS.c.account_id == _ACCOUNTS.c.id,
