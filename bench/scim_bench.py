@@ -108,6 +108,21 @@ def log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _processes():
+    """(pid, command name, parent pid, user + system CPU seconds) of each process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name, _, rest = stat.partition(" (")[2].rpartition(")")
+        fields = rest.split()  # from the state on: ppid is the 2nd, utime and stime 12th, 13th
+        yield int(entry), name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+
+
 class ProcessWatch:
     """The server's RSS (VmRSS of `pid` and its descendants, i.e. the gunicorn master
     and workers), sampled every `interval` seconds in a thread; and their CPU time."""
@@ -123,15 +138,8 @@ class ProcessWatch:
         if self.pid is None:
             return []
         parents: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents.setdefault(ppid, []).append(int(entry))
+        for pid, _, ppid, _ in _processes():
+            parents.setdefault(ppid, []).append(pid)
         found, todo = [], [self.pid]
         while todo:
             pid = todo.pop()
@@ -157,35 +165,15 @@ class ProcessWatch:
         """User + system CPU of the server's processes so far."""
         if self.pid is None:
             return None
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in self.pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / tick
+        ours = set(self.pids())
+        return sum(cpu for pid, _, _, cpu in _processes() if pid in ours)
 
     @staticmethod
     def database_cpu_seconds() -> float:
         """User + system CPU so far of this machine's PostgreSQL processes (its backends,
         WAL writer, checkpointer): the database server's share of a --postgres run,
         which the server's own figure leaves out. About nothing on a SQLite run."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            name, _, rest = stat.partition(" (")[2].rpartition(")")
-            if name == "postgres":
-                fields = rest.split()
-                total += int(fields[11]) + int(fields[12])
-        return total / tick
+        return sum(cpu for _, name, _, cpu in _processes() if name == "postgres")
 
     def _run(self) -> None:
         while not self._stop.is_set():
