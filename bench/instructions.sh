@@ -3,8 +3,9 @@
 # through app.test_client(): no gunicorn, no client), for this tree and, given REV, for
 # that revision beside it. Throughput here swings by a third between runs of the same
 # code; an instruction count does not (two runs of one tree agree within 0.1 %), so a
-# change of a few per cent in the app's own work can be seen (bench/README.md, seventh pass). It counts nothing outside the process: not
-# gunicorn's sockets, not PostgreSQL's work, not the kernel's.
+# change of a few per cent in the app's own work can be seen (bench/README.md, seventh
+# pass). It counts nothing outside the process: not gunicorn's sockets, not PostgreSQL's
+# work, not the kernel's.
 #
 #   bench/instructions.sh [REV] [--postgres]
 #

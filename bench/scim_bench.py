@@ -134,11 +134,13 @@ class ProcessWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def pids(self) -> list[int]:
+    def pids(self, processes=None) -> list[int]:
+        """The server's process and its descendants, from `processes` (`_processes()`'s
+        rows; read now when not given)."""
         if self.pid is None:
             return []
         parents: dict[int, list[int]] = {}
-        for pid, _, ppid, _ in _processes():
+        for pid, _, ppid, _ in _processes() if processes is None else processes:
             parents.setdefault(ppid, []).append(pid)
         found, todo = [], [self.pid]
         while todo:
@@ -165,8 +167,9 @@ class ProcessWatch:
         """User + system CPU of the server's processes so far."""
         if self.pid is None:
             return None
-        ours = set(self.pids())
-        return sum(cpu for pid, _, _, cpu in _processes() if pid in ours)
+        processes = list(_processes())  # one reading of /proc for the tree and its CPU
+        ours = set(self.pids(processes))
+        return sum(cpu for pid, _, _, cpu in processes if pid in ours)
 
     @staticmethod
     def database_cpu_seconds() -> float:

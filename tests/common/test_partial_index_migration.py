@@ -39,9 +39,10 @@ def _definitions(conn) -> dict[str, str]:
 
 
 def _is_partial(definition: str, column: str) -> bool:
-    return f"WHERE ({column} IS NOT NULL)" in definition or (
-        f"WHERE {column} IS NOT NULL" in definition
-    )
+    """Whether the index holds only the rows where `column` has a value (PostgreSQL
+    writes the condition in parentheses, SQLite as it was given)."""
+    _, where, condition = definition.partition(" WHERE ")
+    return bool(where) and condition.strip("()") == f"{column} IS NOT NULL"
 
 
 def _insert_member(conn, member_id: int, token_hash: str | None, now) -> None:
