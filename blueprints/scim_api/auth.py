@@ -11,6 +11,15 @@ misconfigured IdP shows up on the SCIM page; only an accepted one sets `g.scim_c
 The check only reads: the connector's and the token's last use are stamped by the
 batched request log with the request's log row, so no request holds the database's write
 lock (SQLite's is one for all processes) while it waits for its turn.
+
+A create (POST /Users, which IdPs send by the thousand) skips the statement when this
+process accepted the same token, for the same connector and address, before: the create's
+own first statement reads the connector and token again (users._BEFORE_CREATE), and
+`confirm` gives the verdict on that row before anything is written. A token revoked,
+expired, restricted or made read-only meanwhile, a connector disabled or put in preview,
+is caught there (`Unconfirmed`: the full check answers, or the create starts again), and
+an error answered before that read is replaced by the full check's refusal, if any
+(`refusal_instead`): such a request gets exactly the answer it would have got.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from flask import g, request
 
 from blueprints.common.extensions import db
 from blueprints.scim_api import admission
-from blueprints.scim_api.admission import call
+from blueprints.scim_api.admission import call, per_app
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_settings import connector as connectors
 from blueprints.scim_settings import health
@@ -44,8 +53,97 @@ def pop_connector_id(endpoint, values) -> None:
     g.connector_public_id = public_id if _PUBLIC_ID.fullmatch(public_id) else None
 
 
+_REMEMBERED = 1000  # accepted (connector, token, address) triples kept per process
+
+
+class Unconfirmed(Exception):
+    """The create's read found the token no longer good for what was assumed of it."""
+
+
+def _remembered() -> dict:
+    """This process's accepted triples: (connector id in the URL, token hash, address) ->
+    the Caller the full check gave."""
+    return per_app("scim_callers", dict)
+
+
+def _key(public_id: str) -> tuple:
+    presented = connectors.presented_hash(request.headers.get("Authorization"))
+    return public_id, presented, request.remote_addr
+
+
 def authenticate():
-    """before_request: the bearer check; 401 with a SCIM error when refused."""
+    """before_request: the bearer check; 401 with a SCIM error when refused. A create
+    with a token accepted before leaves it to the create's read (`confirm`)."""
+    public_id = g.connector_public_id
+    if public_id is not None and call().one_statement:
+        key = _key(public_id)
+        caller = _remembered().get(key)
+        if caller is not None and (caller.expires_at is None or utcnow() < caller.expires_at):
+            g.scim_connector = g.scim_log_connector = caller
+            g.scim_unconfirmed = key
+            return None
+    return _check()
+
+
+def confirm(row) -> None:
+    """The bearer check's verdict on the create's read (`row`: users._BEFORE_CREATE),
+    for a create that skipped the check; called before it writes anything. Raises
+    `Unconfirmed` unless the token is still accepted for the same connector, writable
+    and live; else the request goes on with the connector as now read."""
+    key = g.get("scim_unconfirmed")
+    if key is None:
+        return
+    assumed = g.scim_connector
+    result = connectors.decide(row, key[1], utcnow(), key[2])
+    caller = result.connector
+    if (
+        result.reason is not None
+        or caller.id != assumed.id
+        or caller.token_id != assumed.token_id
+        or not _rememberable(caller)
+    ):
+        raise Unconfirmed()
+    del g.scim_unconfirmed
+    g.scim_connector = g.scim_log_connector = caller
+    _remember(key, caller)
+
+
+def check_again():
+    """The full bearer check for a create whose read did not confirm its token (or that
+    got to its writes without that read): None when accepted (the create starts again),
+    else the refusal to answer. What the create wrote is rolled back."""
+    db.session.rollback()
+    key = g.pop("scim_unconfirmed", None)
+    if key is not None:
+        _remembered().pop(key, None)
+    return _check()
+
+
+def refusal_instead(response):
+    """The answer to give instead of `response`, an error answered before the token was
+    confirmed: the full check's refusal when the token is not good (a revoked token's
+    malformed create gets 401, not 400), else `response`. Throttling and busy answers
+    (429, 503) stand: they only ask the client to come back."""
+    if g.get("scim_unconfirmed") is None or response.status_code in (429, 503):
+        return response
+    return check_again() or response
+
+
+def _rememberable(caller: connectors.Caller) -> bool:
+    """Whether a create may skip the check for this caller next time: not when its
+    token is read-only (403) or the connector previews (the writes are not applied)."""
+    return not caller.read_only and caller.mode == "live"
+
+
+def _remember(key: tuple, caller: connectors.Caller) -> None:
+    remembered = _remembered()
+    if len(remembered) >= _REMEMBERED and key not in remembered:
+        remembered.clear()  # (an IdP uses a few addresses; a flood of them starts over)
+    remembered[key] = caller
+
+
+def _check():
+    """The bearer check, in full: one statement (connectors.authenticate)."""
     public_id = g.connector_public_id
     if public_id is not None:
         result = connectors.authenticate(
@@ -62,7 +160,11 @@ def authenticate():
         g.scim_connector = g.scim_log_connector = result.connector
         if result.connector.read_only and call().writes:
             return _read_only(result.connector)
+        if _rememberable(result.connector):
+            _remember(_key(public_id), result.connector)
         return None
+    if public_id is not None:
+        _remembered().pop(_key(public_id), None)
     throttled = admission.failed_authentication(request.remote_addr or "")
     if throttled is not None:
         return throttled  # a client guessing tokens: no log row, so a flood costs no writes

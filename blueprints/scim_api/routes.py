@@ -314,12 +314,22 @@ def search_all():
 
 @route("/<any(Users, Groups):kind>", ["POST"])
 def create_resource(kind: str):
-    service, _ = KINDS[kind]
     params = _parameters(kind)  # a bad `attributes` is refused before anything is written
     if _previewing() and (kind, "POST") in PREVIEW_WRITES:
         several_writes(db.session)
         return _preview_write(kind, 201, json_body())
-    row = _written(kind, service.create(db.session, g.scim_connector, json_body(), utcnow()))
+    try:
+        if kind == "Users":
+            created = users.create(
+                db.session, g.scim_connector, json_body(), utcnow(), auth.confirm
+            )
+        else:
+            created = groups.create(db.session, g.scim_connector, json_body(), utcnow())
+        if g.get("scim_unconfirmed") is not None:
+            raise auth.Unconfirmed()  # (a way that wrote without reading the token again)
+    except auth.Unconfirmed:
+        return auth.check_again() or create_resource(kind)
+    row = _written(kind, created)
     db.session.flush()
     # Committed before the body is built: the write locks are held for the writes only.
     failed = unit_of_work.finish(201)

@@ -14,6 +14,7 @@ import logging
 from flask import current_app, g
 
 from blueprints.common.extensions import db
+from blueprints.scim_api import auth
 from blueprints.scim_api.admission import call, leave_turn, per_app
 from blueprints.scim_api.errors import error_response
 from blueprints.scim_api.request_log import RequestLog, problem_of
@@ -78,6 +79,7 @@ def record(response):
         return response
     if response.status_code >= 400:
         db.session.rollback()  # an error changes nothing (SPEC F5, "Errors")
+        response = auth.refusal_instead(response)  # (a create that skipped the bearer check)
     return finish(response.status_code) or response
 
 

@@ -874,6 +874,16 @@ def find_caller(session, public_id: str) -> Caller | None:
     return None if row is None else _connector_caller(row)
 
 
+def presented_hash(authorization: str | None) -> str | None:
+    """The hash of the token in `Authorization: Bearer <token>`; None when there is none
+    (or one no token could be)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        return None
+    return token_hash(token)
+
+
 def authenticate(
     session,
     public_id: str,
@@ -891,14 +901,22 @@ def authenticate(
     accepted token's use is stamped at once; the SCIM API passes False and hands the use
     to the batched request log, so that its check writes nothing.
     """
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 200:
+    presented = presented_hash(authorization)
+    if presented is None:
         return Authentication(None, "missing")
-    presented = token_hash(token)
     params = {"public_id": public_id, "hash": presented}
     row = execute(session, _CALLER, params).first() or execute(session, _GRACE, params).first()
-    if row is None:
+    result = decide(row, presented, now, addr)
+    if record and result.reason is None:
+        record_use(session, result.connector, now, addr)
+    return result
+
+
+def decide(row, presented: str, now: datetime, addr: str | None) -> Authentication:
+    """The bearer check's verdict on `row` (the connector's and token's columns, as
+    `_CALLER` reads them; None when there is no such connector) for the token hashed as
+    `presented`, sent from `addr` at `now`."""
+    if row is None or row.id is None:
         return Authentication(None, "unknown")
     known = _connector_caller(row)
     if not row.enabled:
@@ -919,6 +937,24 @@ def authenticate(
         return Authentication(caller, "expired", known)
     if not address_allowed(row.allowed_networks, addr):
         return Authentication(caller, "address", known)
-    if record:
-        record_use(session, caller, now, addr)
     return Authentication(caller, None, known)
+
+
+# What `decide` reads of a connector and its token.
+CALLER_COLUMNS = (*_CONNECTOR_COLUMNS, *_TOKEN_COLUMNS)
+
+
+def join_caller(from_clause, account_id_column):
+    """`from_clause` (which holds the account table) outer-joined to the connector and
+    token a request presented (bound as `connector_id` and `token_id`), for a statement
+    that also reads `CALLER_COLUMNS`: the bearer check made again inside a statement the
+    request runs anyway (blueprints.scim_api.auth). Both joins are on primary keys; the
+    connector must be the account's, the token the connector's."""
+    connector_on = and_(
+        _connectors.c.id == bindparam("connector_id"),
+        _connectors.c.account_id == account_id_column,
+    )
+    token_on = and_(
+        _tokens.c.id == bindparam("token_id"), _tokens.c.connector_id == _connectors.c.id
+    )
+    return from_clause.outerjoin(_connectors, connector_on).outerjoin(_tokens, token_on)
