@@ -319,13 +319,12 @@ def create_resource(kind: str):
         several_writes(db.session)
         return _preview_write(kind, 201, json_body())
     try:
+        confirm = auth.confirm if auth.unconfirmed() else None
         if kind == "Users":
-            created = users.create(
-                db.session, g.scim_connector, json_body(), utcnow(), auth.confirm
-            )
+            created = users.create(db.session, g.scim_connector, json_body(), utcnow(), confirm)
         else:
             created = groups.create(db.session, g.scim_connector, json_body(), utcnow())
-        if g.get("scim_unconfirmed") is not None:
+        if confirm is not None and auth.unconfirmed():
             raise auth.Unconfirmed()  # (a way that wrote without reading the token again)
     except auth.Unconfirmed:
         return auth.check_again() or create_resource(kind)

@@ -126,47 +126,44 @@ _BY_EXTERNAL_ID, _BY_EXTERNAL_ID_ON = _holder("by_external_id", "external_id", "
 # Everything a create reads before it writes, in one statement (IdPs create thousands at
 # once, and each statement costs more than its lookup): who holds the userName and the
 # externalId (one join each: their index is unique, so the row stays one), the account's
-# name (for the emails), whether the email's domain is one of its verified ones, the
-# person with that email and their membership here, and the connector and token the
-# request came with (the bearer check made again: blueprints.scim_api.auth).
-_BEFORE_CREATE = Prepared(
-    select(
-        *connectors.CALLER_COLUMNS,
-        _taken(_BY_KEY).label("user_name_taken"),
-        _taken(_BY_EXTERNAL_ID).label("external_id_taken"),
-        _suspended(_BY_KEY).label("suspended_by_key"),
-        _suspended(_BY_EXTERNAL_ID).label("suspended_by_external_id"),
-        _ACCOUNTS.c.name.label("account_name"),
-        _DOMAINS.c.id.label("domain_id"),
-        _USERS.c.id.label("person_id"),
-        _PERSON_HERE.c.id.label("member_id"),
-        _PERSON_HERE.c.source,
-        _PERSON_HERE.c.user_name,
+# name (for the emails), whether the email's domain is one of its verified ones, and the
+# person with that email and their membership here.
+_READ = select(
+    _taken(_BY_KEY).label("user_name_taken"),
+    _taken(_BY_EXTERNAL_ID).label("external_id_taken"),
+    _suspended(_BY_KEY).label("suspended_by_key"),
+    _suspended(_BY_EXTERNAL_ID).label("suspended_by_external_id"),
+    _ACCOUNTS.c.name.label("account_name"),
+    _DOMAINS.c.id.label("domain_id"),
+    _USERS.c.id.label("person_id"),
+    _PERSON_HERE.c.id.label("member_id"),
+    _PERSON_HERE.c.source,
+    _PERSON_HERE.c.user_name,
+).where(_ACCOUNTS.c.id == bindparam("account_id"))
+_READ_FROM = (
+    _ACCOUNTS.outerjoin(_BY_KEY, _BY_KEY_ON)
+    .outerjoin(_BY_EXTERNAL_ID, _BY_EXTERNAL_ID_ON)
+    .outerjoin(
+        _DOMAINS,
+        and_(
+            _DOMAINS.c.account_id == _ACCOUNTS.c.id,
+            _DOMAINS.c.status == "verified",
+            _DOMAINS.c.name == bindparam("domain"),
+        ),
     )
-    .select_from(
-        connectors.join_caller(
-            _ACCOUNTS.outerjoin(_BY_KEY, _BY_KEY_ON)
-            .outerjoin(_BY_EXTERNAL_ID, _BY_EXTERNAL_ID_ON)
-            .outerjoin(
-                _DOMAINS,
-                and_(
-                    _DOMAINS.c.account_id == _ACCOUNTS.c.id,
-                    _DOMAINS.c.status == "verified",
-                    _DOMAINS.c.name == bindparam("domain"),
-                ),
-            )
-            .outerjoin(_USERS, _USERS.c.email_key == bindparam("email_key"))
-            .outerjoin(
-                _PERSON_HERE,
-                and_(
-                    _PERSON_HERE.c.user_id == _USERS.c.id,
-                    _PERSON_HERE.c.account_id == _ACCOUNTS.c.id,
-                ),
-            ),
-            _ACCOUNTS.c.id,
-        )
+    .outerjoin(_USERS, _USERS.c.email_key == bindparam("email_key"))
+    .outerjoin(
+        _PERSON_HERE,
+        and_(_PERSON_HERE.c.user_id == _USERS.c.id, _PERSON_HERE.c.account_id == _ACCOUNTS.c.id),
     )
-    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+)
+_BEFORE_CREATE = Prepared(_READ.select_from(_READ_FROM))
+# The same, with the connector and token the request came with, for a create that left
+# its bearer check to this statement (blueprints.scim_api.auth: `confirm`).
+_BEFORE_CREATE_CONFIRMING = Prepared(
+    _READ.add_columns(*connectors.CALLER_COLUMNS).select_from(
+        connectors.join_caller(_READ_FROM, _ACCOUNTS.c.id)
+    )
 )
 
 
@@ -430,8 +427,8 @@ def _check_unique(session, account_id: int, columns: dict, exclude_id: int | Non
 def create(session, connector, body: dict, now: datetime, confirm=None) -> UserState:
     """POST /Users. Lean on purpose (IdPs create thousands at once): one statement reads
     what the checks need, then the inserts and the seat. `confirm`, if given, is called
-    with that statement's row before anything is written (it reads the connector and
-    token too): the bearer check of a request that skipped its own (auth.py)."""
+    with that statement's row before anything is written (it then reads the connector
+    and token too): the bearer check of a request that skipped its own (auth.py)."""
     refuse_unknown_schemas(body, USER_SCHEMAS)
     resource = validate(UserResource, body, Context.RESOURCE_CREATION_REQUEST)
     account_id = connector.account_id
@@ -441,14 +438,15 @@ def create(session, connector, body: dict, now: datetime, confirm=None) -> UserS
     email = provisioning.member_email(resource)
     parameters = {
         "account_id": account_id,
-        "connector_id": connector.id,
-        "token_id": connector.token_id,
         "key": columns["user_name_key"],
         "external_id": columns["external_id"],
         **provisioning.lookup_values(email),
     }
-    before = execute(session, _BEFORE_CREATE, parameters).one()
-    if confirm is not None:
+    if confirm is None:
+        before = execute(session, _BEFORE_CREATE, parameters).one()
+    else:
+        parameters |= {"connector_id": connector.id, "token_id": connector.token_id}
+        before = execute(session, _BEFORE_CREATE_CONFIRMING, parameters).one()
         confirm(before)
     match = provisioning.match_new(before, columns, email)
     if match.restore_id is not None:
