@@ -92,15 +92,14 @@ def authenticate():
     """before_request: the bearer check; 401 with a SCIM error when refused. A create
     with a token accepted before leaves it to the create's read (`confirm`)."""
     public_id = g.connector_public_id
-    folds = public_id is not None and _folds()
-    if folds:
-        key = _key(public_id)
+    key = _key(public_id) if public_id is not None and _folds() else None
+    if key is not None:
         caller = _remembered().get(key)
         if caller is not None and (caller.expires_at is None or utcnow() < caller.expires_at):
             g.scim_connector = g.scim_log_connector = caller
             g.scim_unconfirmed = key
             return None
-    return _check(folds)
+    return _check(key)
 
 
 def confirm(row) -> None:
@@ -112,16 +111,11 @@ def confirm(row) -> None:
     key = g.get("scim_unconfirmed")
     if key is None:
         return
-    assumed = g.scim_connector
+    # (The row's connector and token are the assumed ones: the read joins them by id.)
     result = connectors.decide(row, key[1], utcnow(), key[2])
-    caller = result.connector
-    if (
-        result.reason is not None
-        or caller.id != assumed.id
-        or caller.token_id != assumed.token_id
-        or not _rememberable(caller)
-    ):
+    if result.reason is not None or not _rememberable(result.connector):
         raise Unconfirmed()
+    caller = result.connector
     del g.scim_unconfirmed
     g.scim_connector = g.scim_log_connector = caller
     _remember(key, caller)
@@ -132,10 +126,7 @@ def check_again():
     got to its writes without that read): None when accepted (the create starts again),
     else the refusal to answer. What the create wrote is rolled back."""
     db.session.rollback()
-    key = g.pop("scim_unconfirmed", None)
-    if key is not None:
-        _remembered().pop(key, None)
-    return _check(folds=True)
+    return _check(g.pop("scim_unconfirmed"))
 
 
 def refusal_instead(response):
@@ -161,9 +152,10 @@ def _remember(key: tuple, caller: connectors.Caller) -> None:
     remembered[key] = caller
 
 
-def _check(folds: bool):
-    """The bearer check, in full: one statement (connectors.authenticate). With `folds`,
-    an accepted caller is remembered for the next create, a refused one forgotten."""
+def _check(key: tuple | None):
+    """The bearer check, in full: one statement (connectors.authenticate). With `key`
+    (`_key`: a create that may fold its next check), an accepted caller is remembered
+    under it for the next create, a refused one forgotten."""
     public_id = g.connector_public_id
     if public_id is not None:
         result = connectors.authenticate(
@@ -180,11 +172,11 @@ def _check(folds: bool):
         g.scim_connector = g.scim_log_connector = result.connector
         if result.connector.read_only and call().writes:
             return _read_only(result.connector)
-        if folds and _rememberable(result.connector):
-            _remember(_key(public_id), result.connector)
+        if key is not None and _rememberable(result.connector):
+            _remember(key, result.connector)
         return None
-    if folds:
-        _remembered().pop(_key(public_id), None)
+    if key is not None:
+        _remembered().pop(key, None)
     throttled = admission.failed_authentication(request.remote_addr or "")
     if throttled is not None:
         return throttled  # a client guessing tokens: no log row, so a flood costs no writes
